@@ -1,4 +1,4 @@
-/* Configuration files: magpie.conf, then conf.d/*.conf in lexical order,
+/* Configuration files: magpie.conf, then conf.d/NAME.conf in lexical order,
  * merged into one GKeyFile. A later file's key replaces an earlier one;
  * "key+=a;b" appends to a list and "key-=a" removes from it. Every value
  * remembers the file it came from, so each problem names file, group and
@@ -23,6 +23,8 @@ typedef enum {
  * conf.d/ beside it). Syntax errors fail; semantic checks are separate. */
 MagpieConfigFile *magpie_config_file_load(const char *path, GError **error);
 void magpie_config_file_free(MagpieConfigFile *cfg);
+/* The path it was loaded from (for reload). */
+const char *magpie_config_file_path(MagpieConfigFile *cfg);
 
 /* Check the core groups ([core], [c2s], [tls], [auth], [database],
  * [limits], [host NAME]) against their schemas and add one line per

@@ -13,7 +13,9 @@ typedef enum {
 	MAGPIE_CONFIG_INT,
 	MAGPIE_CONFIG_STRING,
 	MAGPIE_CONFIG_STRING_LIST,
-	MAGPIE_CONFIG_DURATION, /* seconds; "30", "30s", "5m", "2h", "1d" */
+	/* Written "500ms", "30s", "5m", "2h", "1d" (a bare number is seconds);
+	 * read as MILLISECONDS by magpie_module_config_int(); min/max in ms too. */
+	MAGPIE_CONFIG_DURATION,
 	MAGPIE_CONFIG_SIZE,     /* bytes; "512", "64k", "1M" */
 } MagpieConfigType;
 

@@ -2,6 +2,7 @@
  * disco features, control commands from modules. */
 #pragma once
 
+#include <gmodule.h>
 #include <magpie/magpie.h>
 
 G_BEGIN_DECLS
@@ -27,8 +28,8 @@ gboolean magpie_modules_load(const char *name, GError **error);
 gboolean magpie_modules_unload(const char *name, gboolean cascade, GError **error);
 /* Unload then load the same module (dependants are reloaded too). */
 gboolean magpie_modules_reload(const char *name, GError **error);
-/* Load every module enabled in the active configuration; errors for each
- * failing one are collected (all are tried). */
+/* Load every module enabled in the active configuration that is not loaded
+ * yet; errors for each failing one are collected (all are tried). */
 gboolean magpie_modules_load_enabled(GError **error);
 void magpie_modules_unload_all(void);
 /* Names of loaded modules in load order. (transfer container) */
@@ -66,6 +67,10 @@ void magpie_iq_dispatch(MagpieStanza *iq, MagpieSession *session, MagpieJid *fro
 /* A result/error IQ addressed to the server or to a user's bare JID: TRUE if
  * it answered a magpie_iq_send() request (then it is consumed). */
 gboolean magpie_iq_handle_response(MagpieStanza *iq, MagpieJid *to);
+
+/* A disco#info feature implemented by the core itself; listed by
+ * magpie_disco_features() whatever modules are loaded. */
+void magpie_disco_add_core_feature(const char *feature);
 
 /* Control commands of loaded modules: "<module> <cmd>". */
 const MagpieControlSpec *magpie_modules_find_command(const char *module, const char *command,

@@ -24,6 +24,16 @@
  * outbound (from a local user) and inbound (to a local user). */
 #define MAGPIE_EVENT_PRESENCE_OUT "presence.out"
 #define MAGPIE_EVENT_PRESENCE_IN "presence.in"
+/* Presence without 'to' from a client (available or unavailable), after the
+ * core updated the session; also the implicit unavailable when a session
+ * ends. Modules broadcast it to subscribers. */
+#define MAGPIE_EVENT_PRESENCE_BROADCAST "presence.broadcast"
+
+/* IQs by address kind, before the (namespace, element) owner is looked up
+ * (host, bare JID) or the IQ is delivered (full JID). */
+#define MAGPIE_EVENT_IQ_HOST "iq.host"
+#define MAGPIE_EVENT_IQ_BARE "iq.bare"
+#define MAGPIE_EVENT_IQ_FULL "iq.full"
 
 /* Session life cycle (no stanza, or the presence that caused it). */
 #define MAGPIE_EVENT_SESSION_BOUND "session.bound"         /* resource bound */

@@ -42,6 +42,15 @@ MAGPIE_API GPtrArray *magpie_sessions_for(MagpieJid *bare);
 /* The session bound to this full JID, or NULL. (transfer none) */
 MAGPIE_API MagpieSession *magpie_session_lookup(MagpieJid *full);
 
+/* Call @func for every bound session, in no particular order. @func must
+ * not end sessions synchronously (magpie_session_close() is fine: the
+ * stream closes later). */
+typedef void (*MagpieSessionFunc)(MagpieSession *session, gpointer user_data);
+MAGPIE_API void magpie_sessions_foreach(MagpieSessionFunc func, gpointer user_data);
+/* g_get_monotonic_time() of the last bytes received from the client
+ * (stanzas or whitespace keepalives). */
+MAGPIE_API gint64 magpie_session_last_activity(MagpieSession *session);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MagpieSession, magpie_session_unref)
 
 G_END_DECLS

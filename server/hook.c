@@ -1,0 +1,473 @@
+/* Events and hook chains.
+ *
+ * Each event name has a chain of handlers sorted by priority (lower first),
+ * ties in registration order. Running an event takes a snapshot of the
+ * chain (each entry referenced), so a handler removed while the event is
+ * under way is skipped (marked dead) rather than called after its module
+ * was closed. A handler answering PENDING parks the event: its session is
+ * held (the stream is not read) until magpie_hook_resume(), and the rest of
+ * the chain runs in a later main-loop iteration.
+ */
+#include <string.h>
+
+#include "module-host.h"
+#include "module-internal.h"
+#include "session-private.h"
+
+typedef struct {
+	gint ref_count;
+	MagpieModule *mod; /* NULL: core handler */
+	MagpieHookFunc func;
+	int priority;
+	gboolean dead; /* removed from its chain */
+} HookEntry;
+
+typedef struct {
+	GPtrArray *entries; /* HookEntry, sorted; holds a ref on each */
+} HookChain;
+
+struct _MagpieStanzaEvent {
+	gint ref_count;
+	char *name;
+	MagpieStanza *stanza;
+	MagpieSession *session;
+	MagpieJid *from;
+	MagpieJid *to;
+
+	/* Run state. */
+	gboolean running;
+	GPtrArray *snapshot; /* HookEntry refs */
+	guint position;      /* index of the handler being run / pending */
+	gboolean in_handler;
+	int early_resume; /* resumed from inside the handler before it returned */
+	gboolean pending;
+	gboolean held;
+	MagpieHookResult resume_result;
+	GSource *resume_source;
+	MagpieHookDoneFunc done;
+	gpointer done_data;
+};
+
+static GHashTable *hook_chains;    /* event name -> HookChain */
+static GHashTable *pending_events; /* MagpieStanzaEvent set (PENDING, not yet resumed) */
+
+static const MagpieHookSessionOps default_session_ops = {
+	magpie_session_ref,
+	magpie_session_unref,
+	magpie_session_hold,
+	magpie_session_release,
+};
+static const MagpieHookSessionOps *session_ops = &default_session_ops;
+
+void
+magpie_hook_set_session_ops(const MagpieHookSessionOps *ops)
+{
+	session_ops = ops ? ops : &default_session_ops;
+}
+
+static HookEntry *
+hook_entry_ref(HookEntry *entry)
+{
+	g_atomic_int_inc(&entry->ref_count);
+	return entry;
+}
+
+static void
+hook_entry_unref(gpointer data)
+{
+	HookEntry *entry = data;
+
+	if (g_atomic_int_dec_and_test(&entry->ref_count))
+		g_free(entry);
+}
+
+static void
+hook_chain_free(gpointer data)
+{
+	HookChain *chain = data;
+
+	for (guint i = 0; i < chain->entries->len; i++)
+		((HookEntry *) chain->entries->pdata[i])->dead = TRUE;
+	g_ptr_array_unref(chain->entries);
+	g_free(chain);
+}
+
+static void
+hook_ensure_tables(void)
+{
+	if (hook_chains)
+		return;
+	hook_chains = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, hook_chain_free);
+	pending_events = g_hash_table_new(g_direct_hash, g_direct_equal);
+}
+
+void
+magpie_hook_add_internal(MagpieModule *mod, const char *event, MagpieHookFunc func, int priority)
+{
+	HookChain *chain;
+	HookEntry *entry;
+	guint i;
+
+	g_return_if_fail(event != NULL);
+	g_return_if_fail(func != NULL);
+
+	hook_ensure_tables();
+	chain = g_hash_table_lookup(hook_chains, event);
+	if (chain == NULL) {
+		chain = g_new0(HookChain, 1);
+		chain->entries = g_ptr_array_new_with_free_func(hook_entry_unref);
+		g_hash_table_insert(hook_chains, g_strdup(event), chain);
+	}
+
+	entry = g_new0(HookEntry, 1);
+	entry->ref_count = 1;
+	entry->mod = mod;
+	entry->func = func;
+	entry->priority = priority;
+
+	/* After every entry of the same or a lower priority: ties run in
+	 * registration (module load) order. */
+	for (i = 0; i < chain->entries->len; i++) {
+		HookEntry *other = chain->entries->pdata[i];
+
+		if (other->priority > priority)
+			break;
+	}
+	g_ptr_array_insert(chain->entries, (gint) i, entry);
+}
+
+void
+magpie_hook_add_core(const char *event, MagpieHookFunc func, int priority)
+{
+	magpie_hook_add_internal(NULL, event, func, priority);
+}
+
+static void hook_schedule_resume(MagpieStanzaEvent *ev, MagpieHookResult result);
+
+/* Events parked on a handler that just died would wait for a resume that
+ * never comes: resume them with CONTINUE. */
+static void
+hook_resume_orphans(void)
+{
+	g_autoptr(GPtrArray) orphans = g_ptr_array_new();
+	GHashTableIter iter;
+	gpointer key;
+
+	if (pending_events == NULL)
+		return;
+	g_hash_table_iter_init(&iter, pending_events);
+	while (g_hash_table_iter_next(&iter, &key, NULL)) {
+		MagpieStanzaEvent *ev = key;
+		HookEntry *entry = ev->snapshot->pdata[ev->position];
+
+		if (entry->dead)
+			g_ptr_array_add(orphans, ev);
+	}
+	for (guint i = 0; i < orphans->len; i++) {
+		MagpieStanzaEvent *ev = orphans->pdata[i];
+
+		g_debug("event %s: pending handler removed, continuing", ev->name);
+		hook_schedule_resume(ev, MAGPIE_HOOK_CONTINUE);
+	}
+}
+
+static void
+hook_chain_remove_if(const char *event, MagpieModule *mod, MagpieHookFunc func)
+{
+	GHashTableIter iter;
+	gpointer key, value;
+
+	if (hook_chains == NULL)
+		return;
+	g_hash_table_iter_init(&iter, hook_chains);
+	while (g_hash_table_iter_next(&iter, &key, &value)) {
+		HookChain *chain = value;
+
+		if (event != NULL && strcmp(key, event) != 0)
+			continue;
+		for (guint i = 0; i < chain->entries->len;) {
+			HookEntry *entry = chain->entries->pdata[i];
+
+			if (entry->mod == mod && (func == NULL || entry->func == func)) {
+				entry->dead = TRUE;
+				g_ptr_array_remove_index(chain->entries, i);
+				if (func != NULL)
+					break; /* core: one registration per call */
+				continue;
+			}
+			i++;
+		}
+		if (chain->entries->len == 0)
+			g_hash_table_iter_remove(&iter);
+	}
+	hook_resume_orphans();
+}
+
+void
+magpie_hook_remove_core(const char *event, MagpieHookFunc func)
+{
+	g_return_if_fail(event != NULL);
+	g_return_if_fail(func != NULL);
+
+	hook_chain_remove_if(event, NULL, func);
+}
+
+void
+magpie_hook_remove_module(MagpieModule *mod)
+{
+	g_return_if_fail(mod != NULL);
+
+	hook_chain_remove_if(NULL, mod, NULL);
+}
+
+gboolean
+magpie_hook_has_handlers(const char *event)
+{
+	HookChain *chain;
+
+	if (hook_chains == NULL || event == NULL)
+		return FALSE;
+	chain = g_hash_table_lookup(hook_chains, event);
+	return chain != NULL && chain->entries->len > 0;
+}
+
+MagpieStanzaEvent *
+magpie_event_new(const char *name, MagpieStanza *stanza, MagpieSession *session, MagpieJid *from,
+                 MagpieJid *to)
+{
+	MagpieStanzaEvent *ev;
+
+	g_return_val_if_fail(name != NULL, NULL);
+
+	ev = g_new0(MagpieStanzaEvent, 1);
+	ev->ref_count = 1;
+	ev->name = g_strdup(name);
+	ev->stanza = stanza ? magpie_stanza_ref(stanza) : NULL;
+	ev->session = session ? session_ops->ref(session) : NULL;
+	ev->from = from ? magpie_jid_ref(from) : NULL;
+	ev->to = to ? magpie_jid_ref(to) : NULL;
+	ev->early_resume = -1;
+	return ev;
+}
+
+MagpieStanzaEvent *
+magpie_event_ref(MagpieStanzaEvent *ev)
+{
+	g_return_val_if_fail(ev != NULL, NULL);
+
+	g_atomic_int_inc(&ev->ref_count);
+	return ev;
+}
+
+void
+magpie_event_unref(MagpieStanzaEvent *ev)
+{
+	g_return_if_fail(ev != NULL);
+
+	if (!g_atomic_int_dec_and_test(&ev->ref_count))
+		return;
+	/* A running event holds a ref until its chain has finished. */
+	g_clear_pointer(&ev->snapshot, g_ptr_array_unref);
+	g_clear_pointer(&ev->stanza, magpie_stanza_unref);
+	if (ev->session)
+		session_ops->unref(ev->session);
+	g_clear_pointer(&ev->from, magpie_jid_unref);
+	g_clear_pointer(&ev->to, magpie_jid_unref);
+	g_free(ev->name);
+	g_free(ev);
+}
+
+const char *
+magpie_event_name(MagpieStanzaEvent *ev)
+{
+	g_return_val_if_fail(ev != NULL, NULL);
+	return ev->name;
+}
+
+MagpieStanza *
+magpie_event_stanza(MagpieStanzaEvent *ev)
+{
+	g_return_val_if_fail(ev != NULL, NULL);
+	return ev->stanza;
+}
+
+MagpieSession *
+magpie_event_session(MagpieStanzaEvent *ev)
+{
+	g_return_val_if_fail(ev != NULL, NULL);
+	return ev->session;
+}
+
+MagpieJid *
+magpie_event_from(MagpieStanzaEvent *ev)
+{
+	g_return_val_if_fail(ev != NULL, NULL);
+	return ev->from;
+}
+
+MagpieJid *
+magpie_event_to(MagpieStanzaEvent *ev)
+{
+	g_return_val_if_fail(ev != NULL, NULL);
+	return ev->to;
+}
+
+static void
+hook_finish(MagpieStanzaEvent *ev, MagpieHookResult result)
+{
+	MagpieHookDoneFunc done = ev->done;
+	gpointer done_data = ev->done_data;
+
+	ev->running = FALSE;
+	ev->pending = FALSE;
+	ev->done = NULL;
+	ev->done_data = NULL;
+	if (pending_events)
+		g_hash_table_remove(pending_events, ev);
+	g_clear_pointer(&ev->snapshot, g_ptr_array_unref);
+
+	if (done)
+		done(ev, result, done_data);
+	/* Released after the default action, so the stream's next stanza
+	 * cannot overtake this one. */
+	if (ev->held) {
+		ev->held = FALSE;
+		session_ops->release(ev->session);
+	}
+	magpie_event_unref(ev); /* the run's ref */
+}
+
+static void
+hook_continue(MagpieStanzaEvent *ev)
+{
+	while (ev->position < ev->snapshot->len) {
+		HookEntry *entry = ev->snapshot->pdata[ev->position];
+		MagpieHookResult result;
+
+		if (entry->dead) {
+			ev->position++;
+			continue;
+		}
+
+		ev->in_handler = TRUE;
+		ev->early_resume = -1;
+		result = entry->func(entry->mod, ev);
+		ev->in_handler = FALSE;
+
+		switch (result) {
+		case MAGPIE_HOOK_CONTINUE:
+			ev->position++;
+			break;
+		case MAGPIE_HOOK_STOP:
+			hook_finish(ev, MAGPIE_HOOK_STOP);
+			return;
+		case MAGPIE_HOOK_PENDING:
+			ev->pending = TRUE;
+			if (ev->session && !ev->held) {
+				ev->held = TRUE;
+				session_ops->hold(ev->session);
+			}
+			g_hash_table_add(pending_events, ev);
+			if (ev->early_resume >= 0)
+				hook_schedule_resume(ev, (MagpieHookResult) ev->early_resume);
+			else if (entry->dead)
+				hook_schedule_resume(ev, MAGPIE_HOOK_CONTINUE);
+			return;
+		default:
+			g_message("BUG: a handler of event %s returned %d; treated as CONTINUE",
+			          ev->name, (int) result);
+			ev->position++;
+			break;
+		}
+	}
+	hook_finish(ev, MAGPIE_HOOK_CONTINUE);
+}
+
+static gboolean
+hook_resume_cb(gpointer data)
+{
+	MagpieStanzaEvent *ev = data;
+
+	g_clear_pointer(&ev->resume_source, g_source_unref);
+	if (ev->resume_result == MAGPIE_HOOK_STOP) {
+		hook_finish(ev, MAGPIE_HOOK_STOP);
+	} else {
+		ev->position++;
+		hook_continue(ev);
+	}
+	return G_SOURCE_REMOVE;
+}
+
+static void
+hook_schedule_resume(MagpieStanzaEvent *ev, MagpieHookResult result)
+{
+	ev->pending = FALSE;
+	g_hash_table_remove(pending_events, ev);
+	ev->resume_result = result;
+	ev->resume_source = g_idle_source_new();
+	g_source_set_priority(ev->resume_source, G_PRIORITY_DEFAULT);
+	g_source_set_callback(ev->resume_source, hook_resume_cb, ev, NULL);
+	g_source_set_static_name(ev->resume_source, "magpie hook resume");
+	g_source_attach(ev->resume_source, NULL);
+}
+
+void
+magpie_hook_resume(MagpieStanzaEvent *ev, MagpieHookResult result)
+{
+	g_return_if_fail(ev != NULL);
+
+	if (result != MAGPIE_HOOK_CONTINUE && result != MAGPIE_HOOK_STOP) {
+		g_message("BUG: magpie_hook_resume(%s) with result %d; treated as CONTINUE",
+		          ev->name, (int) result);
+		result = MAGPIE_HOOK_CONTINUE;
+	}
+	if (ev->in_handler && !ev->pending) {
+		/* Resumed before the handler even returned PENDING. */
+		ev->early_resume = (int) result;
+		return;
+	}
+	if (!ev->pending) {
+		/* Also the case after the pending handler's module was unloaded
+		 * and the event went on without it. */
+		g_debug("magpie_hook_resume(%s): event is not pending; ignored", ev->name);
+		return;
+	}
+	hook_schedule_resume(ev, result);
+}
+
+void
+magpie_hook_run(MagpieStanzaEvent *ev, MagpieHookDoneFunc done, gpointer user_data)
+{
+	HookChain *chain;
+
+	g_return_if_fail(ev != NULL);
+	g_return_if_fail(!ev->running);
+
+	hook_ensure_tables();
+	magpie_event_ref(ev); /* dropped by hook_finish() */
+	ev->running = TRUE;
+	ev->done = done;
+	ev->done_data = user_data;
+	ev->position = 0;
+	ev->snapshot = g_ptr_array_new_with_free_func(hook_entry_unref);
+	chain = g_hash_table_lookup(hook_chains, ev->name);
+	if (chain != NULL) {
+		for (guint i = 0; i < chain->entries->len; i++)
+			g_ptr_array_add(ev->snapshot, hook_entry_ref(chain->entries->pdata[i]));
+	}
+	hook_continue(ev);
+}
+
+void
+magpie_hook_fire(const char *event, MagpieStanza *stanza, MagpieSession *session, MagpieJid *from,
+                 MagpieJid *to)
+{
+	g_autoptr(MagpieStanzaEvent) ev = NULL;
+
+	g_return_if_fail(event != NULL);
+
+	if (!magpie_hook_has_handlers(event))
+		return;
+	ev = magpie_event_new(event, stanza, session, from, to);
+	magpie_hook_run(ev, NULL, NULL);
+}

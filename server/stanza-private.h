@@ -1,0 +1,30 @@
+/* Stanza internals shared by stanza.c and the stream parser (xmlstream.c):
+ * length-based builders that write straight into a stanza's arena. Not
+ * part of the module API. */
+#pragma once
+
+#include <magpie/stanza.h>
+
+G_BEGIN_DECLS
+
+/* A stanza whose root is @name (@name_len bytes) in namespace @ns (NULL =
+ * no namespace). */
+MagpieStanza *magpie_stanza_new_internal(const char *name, gsize name_len, const char *ns);
+/* Append a child element; @ns NULL = no namespace (not inherited). */
+MagpieElement *magpie_element_add_child_internal(MagpieElement *el, const char *name,
+                                                 gsize name_len, const char *ns);
+/* Make room for @n more attributes. */
+void magpie_element_reserve_attrs_internal(MagpieElement *el, guint n);
+/* Append an attribute without checking for duplicates (the parser already
+ * did). @ns is the attribute's namespace URI or NULL; @value has @value_len
+ * bytes, not NUL-terminated. With @decode_amp, "&#38;" is turned into "&"
+ * (libxml2 hands '&' in attribute values over in that form). */
+void magpie_element_add_attr_internal(MagpieElement *el, const char *name, const char *ns,
+                                      const char *value, gsize value_len, gboolean decode_amp);
+/* Append a text node (no UTF-8 check: the parser already did). */
+void magpie_element_add_text_internal(MagpieElement *el, const char *text, gsize len);
+MagpieElement *magpie_element_parent(const MagpieElement *el);
+/* Bytes allocated for the stanza's arena (for stats and tests). */
+gsize magpie_stanza_arena_size(MagpieStanza *stanza);
+
+G_END_DECLS

@@ -78,4 +78,10 @@ const char *magpie_sasl_username(MagpieSasl *sasl);
 /* After SUCCESS: the mechanism used ("SCRAM-SHA-256-PLUS"). */
 const char *magpie_sasl_mechanism_used(MagpieSasl *sasl);
 
+/* Tests only (@sasl made with a NULL MagpieConn): behave as if TLS were up,
+ * count failures for @peer, and offer channel binding @cb_type with
+ * @cb_data (NULL: none). Call before anything else on @sasl. */
+void magpie_sasl_set_tls_for_testing(MagpieSasl *sasl, const char *peer, const char *cb_type,
+				     GBytes *cb_data);
+
 G_END_DECLS

@@ -35,6 +35,10 @@ void magpie_conn_free(MagpieConn *conn);
  * has been written (so <proceed/> goes out in plaintext first). Bytes the
  * peer sent before the handshake are an error the caller checks itself. */
 void magpie_conn_start_tls(MagpieConn *conn, MagpieTls *tls);
+/* Close with "TLS handshake timed out" when the handshake has not
+ * finished @timeout_ms after it started (default 30000). Call before
+ * magpie_conn_start_tls(). */
+void magpie_conn_set_handshake_timeout(MagpieConn *conn, guint timeout_ms);
 gboolean magpie_conn_is_tls(MagpieConn *conn); /* handshake complete */
 /* TLS details, NULL before the handshake. (transfer none) */
 const char *magpie_conn_tls_sni(MagpieConn *conn);      /* server name the client asked for */

@@ -25,8 +25,20 @@ void magpie_tls_unref(MagpieTls *tls);
  * the default for clients without (or with an unknown) SNI. */
 gboolean magpie_tls_add_host(MagpieTls *tls, const char *host, const char *cert_file,
 			     const char *key_file, GError **error);
-/* Server-side session for a new connection; used by conn.c. */
+/* Replace the GnuTLS priority string (NULL = the default,
+ * "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"). Fails on a string GnuTLS
+ * refuses. Call before the context is used. */
+gboolean magpie_tls_set_priority(MagpieTls *tls, const char *priority, GError **error);
+const char *magpie_tls_get_priority(MagpieTls *tls); /* (transfer none) */
+guint magpie_tls_n_hosts(MagpieTls *tls);
+/* Server-side nonblocking session for a new connection; used by conn.c.
+ * The session points at @tls without a reference: the caller keeps @tls
+ * alive until gnutls_deinit(). Certificate chosen by SNI during the
+ * handshake: exact host name, exact subjectAltName, then "*.parent"
+ * subjectAltName, else the first host. No handshake timeout of its own. */
 gnutls_session_t magpie_tls_session_new(MagpieTls *tls, GError **error);
+/* The DNS server name the client sent (lowercase), or NULL. (transfer full) */
+char *magpie_tls_session_get_sni(gnutls_session_t session);
 
 /* The process-wide context used for new connections. */
 MagpieTls *magpie_tls_get_default(void); /* (transfer none), may be NULL */

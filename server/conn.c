@@ -1,0 +1,819 @@
+/* A connection in the main loop: plain TCP or GnuTLS record I/O on a
+ * nonblocking fd (research/crux.md §3).
+ *
+ * The connection is itself a GSource: one unix fd watched with
+ * g_source_modify_unix_fd() switching between IN and OUT, and the source's
+ * ready time used for everything else (handshake deadline, close grace
+ * period, re-delivery after magpie_conn_set_reading(), the closed()
+ * notification). So an idle connection costs one allocation plus the
+ * GnuTLS session, and a callback that frees the connection cannot pull the
+ * memory from under a running dispatch (GLib holds a reference on the
+ * source while it dispatches). */
+#include "conn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <glib-unix.h>
+
+#define CONN_READ_CHUNK 16384
+/* Reads per dispatch before letting other sources run. */
+#define CONN_READS_PER_DISPATCH   8
+#define CONN_HANDSHAKE_TIMEOUT_MS 30000
+#define CONN_IOV_MAX              64
+/* Largest TLS record payload (RFC 8446 §5.1). */
+#define CONN_TLS_RECORD_MAX 16384
+/* Stop reading a peer that does not read what we send: its requests would
+ * only make the queue grow. The owner disconnects at its own limit. */
+#define CONN_OUTPUT_READ_PAUSE (1024 * 1024)
+
+typedef enum {
+	CONN_PLAIN,
+	CONN_TLS_WAIT, /* start_tls called: flushing the plaintext before the handshake */
+	CONN_HANDSHAKE,
+	CONN_TLS,
+} ConnPhase;
+
+struct _MagpieConn {
+	GSource source; /* must be first */
+	gpointer fd_tag;
+	GIOCondition events;
+	int fd;
+	char *peer;
+	MagpieConnCallbacks callbacks;
+	gpointer user_data;
+
+	ConnPhase phase;
+	MagpieTls *tls;
+	gnutls_session_t session;
+	char *sni;
+	gint64 handshake_deadline;
+	guint handshake_timeout_ms;
+
+	GQueue output;       /* GBytes */
+	gsize output_offset; /* into the head buffer */
+	gsize output_queued;
+	gsize plain_left; /* CONN_TLS_WAIT: bytes still to send in plaintext */
+
+	char *remainder; /* received, not yet consumed by data() */
+	gsize remainder_len;
+	gint64 last_read;
+
+	gint64 close_deadline;
+	char *close_reason;
+
+	guint reading : 1;          /* the owner wants data */
+	guint kick : 1;             /* dispatch soon without waiting for the fd */
+	guint tls_send_pending : 1; /* GnuTLS holds a record after E_AGAIN */
+	guint read_wants_out : 1;   /* gnutls_record_recv blocked on writing */
+	guint closing : 1;
+	guint dead : 1;
+	guint closed_notified : 1;
+};
+
+/* Small buffers gathered into one record. Everything runs on the main
+ * thread and GnuTLS has encrypted the record before gnutls_record_send()
+ * returns (even with E_AGAIN), so one buffer serves every connection. */
+static char conn_send_batch[CONN_TLS_RECORD_MAX];
+
+static void conn_update(MagpieConn *conn);
+
+static gboolean
+conn_is_gone(MagpieConn *conn)
+{
+	return g_source_is_destroyed(&conn->source);
+}
+
+static void
+conn_clear_output(MagpieConn *conn)
+{
+	g_queue_clear_full(&conn->output, (GDestroyNotify) g_bytes_unref);
+	conn->output_offset = 0;
+	conn->output_queued = 0;
+	conn->plain_left = 0;
+}
+
+static void
+conn_clear_remainder(MagpieConn *conn)
+{
+	g_clear_pointer(&conn->remainder, g_free);
+	conn->remainder_len = 0;
+}
+
+/* Discard what the peer still sends so close() does not turn into a reset
+ * that could destroy our last bytes in flight. Bounded. */
+static void
+conn_drain_input(MagpieConn *conn)
+{
+	char buf[4096];
+
+	for (int i = 0; i < 16; i++) {
+		gssize n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n <= 0)
+			break;
+	}
+}
+
+/* The end of the connection: shut the socket down, free the buffers and
+ * schedule closed() from the loop. @reason is taken. */
+static void
+conn_die(MagpieConn *conn, char *reason, gboolean graceful)
+{
+	if (conn->dead) {
+		g_free(reason);
+		return;
+	}
+	conn->dead = TRUE;
+	conn->close_reason = reason;
+	g_debug("%s: %s", conn->peer, reason);
+
+	if (graceful) {
+		if (conn->phase == CONN_TLS && !conn->tls_send_pending)
+			gnutls_bye(conn->session, GNUTLS_SHUT_WR); /* best effort */
+		shutdown(conn->fd, SHUT_WR);
+		conn_drain_input(conn);
+	} else {
+		shutdown(conn->fd, SHUT_RDWR);
+	}
+	conn_clear_output(conn);
+	conn_clear_remainder(conn);
+	if (conn->fd_tag != NULL) {
+		/* HUP is reported even with no events asked for. */
+		g_source_remove_unix_fd(&conn->source, conn->fd_tag);
+		conn->fd_tag = NULL;
+	}
+	conn->kick = TRUE;
+	conn_update(conn);
+}
+
+static void conn_fail(MagpieConn *conn, const char *format, ...) G_GNUC_PRINTF(2, 3);
+
+static void
+conn_fail(MagpieConn *conn, const char *format, ...)
+{
+	va_list args;
+	char *reason;
+
+	va_start(args, format);
+	reason = g_strdup_vprintf(format, args);
+	va_end(args);
+	conn_die(conn, reason, FALSE);
+}
+
+static gboolean
+conn_can_read(MagpieConn *conn)
+{
+	return conn->reading && !conn->dead && !conn->closing &&
+	       (conn->phase == CONN_PLAIN || conn->phase == CONN_TLS) &&
+	       conn->output_queued < CONN_OUTPUT_READ_PAUSE;
+}
+
+static gboolean
+conn_output_done(MagpieConn *conn)
+{
+	if (conn->phase == CONN_TLS_WAIT)
+		return conn->plain_left == 0;
+	return conn->output.length == 0 && !conn->tls_send_pending;
+}
+
+static void
+conn_update(MagpieConn *conn)
+{
+	GIOCondition want = 0;
+	gint64 ready = -1;
+
+	if (conn->dead) {
+		g_source_set_ready_time(&conn->source, conn->closed_notified ? -1 : 0);
+		return;
+	}
+	switch (conn->phase) {
+	case CONN_PLAIN:
+	case CONN_TLS:
+		if (conn_can_read(conn) && conn->remainder == NULL)
+			want |= G_IO_IN;
+		if (conn->output.length > 0 || conn->tls_send_pending || conn->read_wants_out)
+			want |= G_IO_OUT;
+		break;
+	case CONN_TLS_WAIT:
+		if (conn->plain_left > 0)
+			want |= G_IO_OUT;
+		else
+			ready = 0;
+		break;
+	case CONN_HANDSHAKE:
+		want |= gnutls_record_get_direction(conn->session) ? G_IO_OUT : G_IO_IN;
+		ready = conn->handshake_deadline;
+		break;
+	}
+	if (conn->closing && (ready < 0 || conn->close_deadline < ready))
+		ready = conn->close_deadline;
+	/* Records GnuTLS decrypted while we were not reading do not wake
+	 * poll(): look once whenever reading starts again. */
+	if (conn->phase == CONN_TLS && (want & G_IO_IN) && !(conn->events & G_IO_IN))
+		conn->kick = TRUE;
+	if (conn->kick)
+		ready = 0;
+	if (want != conn->events && conn->fd_tag != NULL) {
+		g_source_modify_unix_fd(&conn->source, conn->fd_tag, want);
+		conn->events = want;
+	}
+	g_source_set_ready_time(&conn->source, ready);
+}
+
+static void
+conn_consume_output(MagpieConn *conn, gsize n)
+{
+	conn->output_queued -= n;
+	while (n > 0) {
+		GBytes *head = g_queue_peek_head(&conn->output);
+		gsize left = g_bytes_get_size(head) - conn->output_offset;
+
+		if (n < left) {
+			conn->output_offset += n;
+			return;
+		}
+		n -= left;
+		g_bytes_unref(g_queue_pop_head(&conn->output));
+		conn->output_offset = 0;
+	}
+}
+
+/* writev the queue; in CONN_TLS_WAIT only up to the start_tls boundary. */
+static void
+conn_flush_plain(MagpieConn *conn)
+{
+	while (conn->output.length > 0) {
+		gsize limit = conn->phase == CONN_TLS_WAIT ? conn->plain_left : G_MAXSIZE;
+		struct iovec iov[CONN_IOV_MAX];
+		struct msghdr msg = { 0 };
+		gsize offset = conn->output_offset;
+		gsize total = 0;
+		int n = 0;
+		gssize written;
+
+		if (limit == 0)
+			return;
+		for (GList *l = conn->output.head; l != NULL && n < CONN_IOV_MAX && total < limit;
+		     l = l->next) {
+			gsize size;
+			const char *data = g_bytes_get_data(l->data, &size);
+			gsize chunk = MIN(size - offset, limit - total);
+
+			iov[n].iov_base = (char *) data + offset;
+			iov[n].iov_len = chunk;
+			total += chunk;
+			n++;
+			offset = 0;
+		}
+		msg.msg_iov = iov;
+		msg.msg_iovlen = n;
+		written = sendmsg(conn->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (written < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			conn_fail(conn, "write error: %s", g_strerror(errno));
+			return;
+		}
+		conn_consume_output(conn, written);
+		if (conn->phase == CONN_TLS_WAIT)
+			conn->plain_left -= written;
+		if ((gsize) written < total)
+			return; /* the socket buffer is full */
+	}
+}
+
+/* One record per gnutls_record_send: a big buffer is sent from its own
+ * memory, small ones are gathered into one record. */
+static void
+conn_flush_tls(MagpieConn *conn)
+{
+	gsize max = MIN(gnutls_record_get_max_size(conn->session), CONN_TLS_RECORD_MAX);
+
+	while (conn->tls_send_pending || conn->output.length > 0) {
+		gssize r;
+
+		if (conn->tls_send_pending) {
+			/* GnuTLS holds the encrypted record: resume it. */
+			r = gnutls_record_send(conn->session, NULL, 0);
+		} else {
+			gsize size;
+			const char *data =
+			        g_bytes_get_data(g_queue_peek_head(&conn->output), &size);
+
+			data += conn->output_offset;
+			size -= conn->output_offset;
+			if (size >= max || conn->output.length == 1) {
+				r = gnutls_record_send(conn->session, data, MIN(size, max));
+			} else {
+				gsize len = 0;
+				gsize offset = conn->output_offset;
+
+				for (GList *l = conn->output.head; l != NULL && len < max;
+				     l = l->next) {
+					gsize chunk_size;
+					const char *chunk = g_bytes_get_data(l->data, &chunk_size);
+					gsize take = MIN(chunk_size - offset, max - len);
+
+					memcpy(conn_send_batch + len, chunk + offset, take);
+					len += take;
+					offset = 0;
+				}
+				r = gnutls_record_send(conn->session, conn_send_batch, len);
+			}
+		}
+		if (r == GNUTLS_E_INTERRUPTED) {
+			conn->tls_send_pending = TRUE;
+			continue;
+		}
+		if (r == GNUTLS_E_AGAIN) {
+			conn->tls_send_pending = TRUE;
+			return;
+		}
+		conn->tls_send_pending = FALSE;
+		if (r < 0) {
+			conn_fail(conn, "TLS write error: %s", gnutls_strerror((int) r));
+			return;
+		}
+		conn_consume_output(conn, MIN((gsize) r, conn->output_queued));
+	}
+}
+
+static void
+conn_handshake(MagpieConn *conn)
+{
+	int r;
+
+	for (int i = 0;; i++) {
+		r = gnutls_handshake(conn->session);
+		if (r == GNUTLS_E_AGAIN)
+			return;
+		/* Warning alerts and interruptions: go on (bounded). */
+		if (r < 0 && !gnutls_error_is_fatal(r) && i < 8)
+			continue;
+		break;
+	}
+	if (r < 0) {
+		gnutls_alert_send_appropriate(conn->session, r);
+		conn_fail(conn, "TLS handshake failed: %s", gnutls_strerror(r));
+		return;
+	}
+	conn->phase = CONN_TLS;
+	conn->handshake_deadline = 0;
+	conn->sni = magpie_tls_session_get_sni(conn->session);
+	/* Application data may have come with the Finished message. */
+	conn->kick = TRUE;
+	g_debug("%s: TLS established (%s%s%s)", conn->peer,
+	        gnutls_protocol_get_name(gnutls_protocol_get_version(conn->session)),
+	        conn->sni != NULL ? ", SNI " : "", conn->sni != NULL ? conn->sni : "");
+	if (conn->callbacks.tls_established != NULL)
+		conn->callbacks.tls_established(conn->user_data);
+}
+
+static void
+conn_begin_handshake(MagpieConn *conn)
+{
+	g_autoptr(GError) error = NULL;
+
+	conn->session = magpie_tls_session_new(conn->tls, &error);
+	if (conn->session == NULL) {
+		conn_fail(conn, "TLS setup failed: %s", error->message);
+		return;
+	}
+	gnutls_transport_set_int(conn->session, conn->fd);
+	conn->phase = CONN_HANDSHAKE;
+	conn->handshake_deadline =
+	        g_get_monotonic_time() + (gint64) conn->handshake_timeout_ms * 1000;
+	conn_handshake(conn);
+}
+
+static void
+conn_flush(MagpieConn *conn)
+{
+	switch (conn->phase) {
+	case CONN_PLAIN:
+	case CONN_TLS_WAIT:
+		conn_flush_plain(conn);
+		break;
+	case CONN_TLS:
+		conn_flush_tls(conn);
+		break;
+	case CONN_HANDSHAKE:
+		break; /* application data waits for the handshake */
+	}
+	if (!conn->dead && !conn->closing && conn->phase == CONN_TLS_WAIT && conn->plain_left == 0)
+		conn_begin_handshake(conn);
+}
+
+/* Hand @buf to the owner; keep what it does not take and stop reading.
+ * FALSE when reading must stop. */
+static gboolean
+conn_deliver(MagpieConn *conn, const char *buf, gsize len)
+{
+	ConnPhase phase = conn->phase;
+	gsize used = conn->callbacks.data(conn->user_data, buf, len);
+
+	if (conn_is_gone(conn) || conn->dead)
+		return FALSE;
+	if (used > len) {
+		g_critical("%s: data() consumed %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " bytes",
+		           conn->peer, used, len);
+		used = len;
+	}
+	/* After start_tls or close the rest is not ours to deliver: plaintext
+	 * after <starttls/> is the caller's business (it saw it in @buf). */
+	if (used < len && conn->phase == phase && !conn->closing) {
+		conn->remainder = g_memdup2(buf + used, len - used);
+		conn->remainder_len = len - used;
+		conn->reading = FALSE;
+		return FALSE;
+	}
+	return conn_can_read(conn);
+}
+
+static void
+conn_read(MagpieConn *conn)
+{
+	conn->read_wants_out = FALSE;
+	for (int i = 0; i < CONN_READS_PER_DISPATCH; i++) {
+		char buf[CONN_READ_CHUNK];
+		gssize n;
+
+		if (!conn_can_read(conn))
+			return;
+		if (conn->remainder != NULL) {
+			g_autofree char *rest = g_steal_pointer(&conn->remainder);
+			gsize rest_len = conn->remainder_len;
+
+			conn->remainder_len = 0;
+			if (!conn_deliver(conn, rest, rest_len))
+				return;
+			continue;
+		}
+		if (conn->phase == CONN_TLS) {
+			n = gnutls_record_recv(conn->session, buf, sizeof(buf));
+			if (n == GNUTLS_E_AGAIN) {
+				conn->read_wants_out = gnutls_record_get_direction(conn->session);
+				return;
+			}
+			if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+				conn_fail(conn, "peer closed the connection");
+				return;
+			}
+			if (n == GNUTLS_E_REHANDSHAKE) {
+				/* TLS 1.2 renegotiation: refuse politely. */
+				gnutls_alert_send(conn->session, GNUTLS_AL_WARNING,
+				                  GNUTLS_A_NO_RENEGOTIATION);
+				continue;
+			}
+			if (n < 0 && !gnutls_error_is_fatal((int) n))
+				continue;
+			if (n < 0) {
+				conn_fail(conn, "TLS error: %s", gnutls_strerror((int) n));
+				return;
+			}
+		} else {
+			n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno == EAGAIN || errno == EWOULDBLOCK)
+					return;
+				conn_fail(conn, "read error: %s", g_strerror(errno));
+				return;
+			}
+			if (n == 0) {
+				conn_fail(conn, "peer closed the connection");
+				return;
+			}
+		}
+		conn->last_read = g_get_monotonic_time();
+		if (!conn_deliver(conn, buf, n))
+			return;
+	}
+	/* More may wait, in the socket or decrypted inside GnuTLS where poll()
+	 * cannot see it: come back after the other sources had their turn. */
+	conn->kick = TRUE;
+}
+
+static void
+conn_socket_error(MagpieConn *conn, GIOCondition revents)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if ((revents & G_IO_ERR) && getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+	    err != 0)
+		conn_fail(conn, "read error: %s", g_strerror(err));
+	else
+		conn_fail(conn, "peer closed the connection");
+}
+
+static gboolean
+conn_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	MagpieConn *conn = (MagpieConn *) source;
+	GIOCondition revents = 0;
+	gboolean kick = conn->kick;
+	gint64 now;
+
+	conn->kick = FALSE;
+	g_source_set_ready_time(source, -1);
+	if (conn->fd_tag != NULL)
+		revents = g_source_query_unix_fd(source, conn->fd_tag);
+	now = g_source_get_time(source);
+
+	if (!conn->dead && conn->phase == CONN_HANDSHAKE && now >= conn->handshake_deadline)
+		conn_fail(conn, "TLS handshake timed out");
+
+	if (!conn->dead && conn->phase == CONN_HANDSHAKE && (revents != 0 || kick)) {
+		conn_handshake(conn);
+		if (conn_is_gone(conn))
+			return G_SOURCE_REMOVE;
+	}
+	if (!conn->dead &&
+	    (conn->output.length > 0 || conn->tls_send_pending || conn->phase == CONN_TLS_WAIT)) {
+		conn_flush(conn);
+		if (conn_is_gone(conn))
+			return G_SOURCE_REMOVE;
+	}
+
+	if (!conn->dead && ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) || kick ||
+	                    (conn->read_wants_out && (revents & G_IO_OUT)))) {
+		conn_read(conn);
+		if (conn_is_gone(conn))
+			return G_SOURCE_REMOVE;
+	}
+
+	if (!conn->dead && conn->closing && (conn_output_done(conn) || now >= conn->close_deadline))
+		conn_die(conn, g_strdup("connection closed by the server"), TRUE);
+
+	/* HUP and ERR are reported whatever we poll for: a connection that is
+	 * not reading would spin. Everything we could do has been done. */
+	if (!conn->dead && (revents & (G_IO_HUP | G_IO_ERR)) && !conn_can_read(conn) &&
+	    conn->phase != CONN_HANDSHAKE)
+		conn_socket_error(conn, revents);
+
+	if (conn->dead) {
+		if (!conn->closed_notified) {
+			conn->closed_notified = TRUE;
+			g_source_set_ready_time(source, -1);
+			/* Last: the owner may free the connection from here. */
+			if (conn->callbacks.closed != NULL)
+				conn->callbacks.closed(conn->user_data, conn->close_reason);
+		}
+		return G_SOURCE_CONTINUE;
+	}
+	conn_update(conn);
+	return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs conn_source_funcs = {
+	.dispatch = conn_dispatch,
+};
+
+MagpieConn *
+magpie_conn_new(int fd, const char *peer, const MagpieConnCallbacks *callbacks, gpointer user_data)
+{
+	MagpieConn *conn;
+	int one = 1;
+
+	g_return_val_if_fail(fd >= 0, NULL);
+	g_return_val_if_fail(callbacks != NULL && callbacks->data != NULL, NULL);
+
+	g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+	/* Stanzas are small and latency matters; we batch writes ourselves.
+	 * Fails harmlessly on UNIX sockets. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	conn = (MagpieConn *) g_source_new(&conn_source_funcs, sizeof(MagpieConn));
+	conn->fd = fd;
+	conn->peer = g_strdup(peer != NULL ? peer : "(unknown)");
+	conn->callbacks = *callbacks;
+	conn->user_data = user_data;
+	conn->phase = CONN_PLAIN;
+	conn->reading = TRUE;
+	conn->handshake_timeout_ms = CONN_HANDSHAKE_TIMEOUT_MS;
+	conn->last_read = g_get_monotonic_time();
+	g_queue_init(&conn->output);
+	conn->events = G_IO_IN;
+	conn->fd_tag = g_source_add_unix_fd(&conn->source, fd, conn->events);
+	g_source_attach(&conn->source, g_main_context_get_thread_default());
+	return conn;
+}
+
+void
+magpie_conn_free(MagpieConn *conn)
+{
+	if (conn == NULL)
+		return;
+	g_source_destroy(&conn->source);
+	conn_clear_output(conn);
+	conn_clear_remainder(conn);
+	if (conn->session != NULL) {
+		gnutls_deinit(conn->session);
+		conn->session = NULL;
+	}
+	g_clear_pointer(&conn->tls, magpie_tls_unref);
+	g_clear_pointer(&conn->sni, g_free);
+	g_clear_pointer(&conn->close_reason, g_free);
+	g_clear_pointer(&conn->peer, g_free);
+	if (conn->fd >= 0) {
+		close(conn->fd);
+		conn->fd = -1;
+	}
+	g_source_unref(&conn->source);
+}
+
+void
+magpie_conn_start_tls(MagpieConn *conn, MagpieTls *tls)
+{
+	g_return_if_fail(conn != NULL);
+	g_return_if_fail(tls != NULL);
+	g_return_if_fail(conn->phase == CONN_PLAIN);
+
+	if (conn->dead || conn->closing)
+		return;
+	conn->tls = magpie_tls_ref(tls);
+	conn->phase = CONN_TLS_WAIT;
+	conn->plain_left = conn->output_queued;
+	/* Plaintext that arrived before the handshake can never be delivered
+	 * as TLS data; the caller has seen it already. */
+	conn_clear_remainder(conn);
+	conn->kick = TRUE;
+	conn_update(conn);
+}
+
+void
+magpie_conn_set_handshake_timeout(MagpieConn *conn, guint timeout_ms)
+{
+	g_return_if_fail(conn != NULL);
+	conn->handshake_timeout_ms = timeout_ms;
+}
+
+gboolean
+magpie_conn_is_tls(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, FALSE);
+	return conn->phase == CONN_TLS;
+}
+
+const char *
+magpie_conn_tls_sni(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, NULL);
+	return conn->phase == CONN_TLS ? conn->sni : NULL;
+}
+
+const char *
+magpie_conn_tls_version(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, NULL);
+	if (conn->phase != CONN_TLS || conn->session == NULL)
+		return NULL;
+	return gnutls_protocol_get_name(gnutls_protocol_get_version(conn->session));
+}
+
+gboolean
+magpie_conn_tls_resumed(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, FALSE);
+	if (conn->phase != CONN_TLS || conn->session == NULL)
+		return FALSE;
+	return gnutls_session_is_resumed(conn->session) != 0;
+}
+
+GBytes *
+magpie_conn_channel_binding(MagpieConn *conn, const char *type)
+{
+	gnutls_channel_binding_t cbtype;
+	gnutls_datum_t datum = { NULL, 0 };
+	GBytes *bytes;
+
+	g_return_val_if_fail(conn != NULL, NULL);
+	g_return_val_if_fail(type != NULL, NULL);
+
+	if (conn->phase != CONN_TLS || conn->session == NULL)
+		return NULL;
+	if (g_str_equal(type, "tls-exporter")) {
+		/* RFC 9266 §3: TLS 1.2 only with the extended master secret. */
+		if (gnutls_protocol_get_version(conn->session) != GNUTLS_TLS1_3 &&
+		    !gnutls_session_ext_master_secret_status(conn->session))
+			return NULL;
+		cbtype = GNUTLS_CB_TLS_EXPORTER;
+	} else if (g_str_equal(type, "tls-server-end-point")) {
+		cbtype = GNUTLS_CB_TLS_SERVER_END_POINT;
+	} else if (g_str_equal(type, "tls-unique")) {
+		/* Not defined for TLS 1.3 (RFC 8446 §C.5). */
+		if (gnutls_protocol_get_version(conn->session) == GNUTLS_TLS1_3)
+			return NULL;
+		cbtype = GNUTLS_CB_TLS_UNIQUE;
+	} else {
+		return NULL;
+	}
+	if (gnutls_session_channel_binding(conn->session, cbtype, &datum) < 0)
+		return NULL;
+	bytes = g_bytes_new(datum.data, datum.size);
+	gnutls_free(datum.data);
+	return bytes;
+}
+
+void
+magpie_conn_write(MagpieConn *conn, const char *data, gsize len)
+{
+	g_autoptr(GBytes) bytes = NULL;
+
+	g_return_if_fail(conn != NULL);
+	g_return_if_fail(data != NULL || len == 0);
+
+	if (len == 0 || conn->dead)
+		return;
+	bytes = g_bytes_new(data, len);
+	magpie_conn_write_bytes(conn, bytes);
+}
+
+void
+magpie_conn_write_bytes(MagpieConn *conn, GBytes *bytes)
+{
+	gsize size;
+
+	g_return_if_fail(conn != NULL);
+	g_return_if_fail(bytes != NULL);
+
+	size = g_bytes_get_size(bytes);
+	if (size == 0 || conn->dead)
+		return;
+	g_queue_push_tail(&conn->output, g_bytes_ref(bytes));
+	conn->output_queued += size;
+	conn_update(conn);
+}
+
+gsize
+magpie_conn_output_queued(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, 0);
+	return conn->output_queued;
+}
+
+void
+magpie_conn_set_reading(MagpieConn *conn, gboolean reading)
+{
+	g_return_if_fail(conn != NULL);
+
+	reading = !!reading;
+	if (conn->dead)
+		return;
+	if (reading && !conn->reading) {
+		/* Deliver the remainder, or records GnuTLS already decrypted,
+		 * from the loop: never from inside this call. */
+		if (conn->remainder != NULL || conn->phase == CONN_TLS)
+			conn->kick = TRUE;
+	}
+	conn->reading = reading;
+	conn_update(conn);
+}
+
+void
+magpie_conn_close(MagpieConn *conn, guint grace_ms)
+{
+	g_return_if_fail(conn != NULL);
+
+	if (conn->dead || conn->closing)
+		return;
+	conn->closing = TRUE;
+	conn_clear_remainder(conn);
+	conn->close_deadline = g_get_monotonic_time() + (gint64) grace_ms * 1000;
+	if (conn->phase == CONN_HANDSHAKE) {
+		/* Nothing of ours can go out before the handshake ends. */
+		conn_clear_output(conn);
+	}
+	conn->kick = TRUE;
+	conn_update(conn);
+}
+
+const char *
+magpie_conn_peer(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, NULL);
+	return conn->peer;
+}
+
+gint64
+magpie_conn_last_read(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, 0);
+	return conn->last_read;
+}
+
+gsize
+magpie_conn_buffer_size(MagpieConn *conn)
+{
+	g_return_val_if_fail(conn != NULL, 0);
+	return conn->output_queued + conn->remainder_len;
+}

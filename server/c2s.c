@@ -674,36 +674,67 @@ static const MagpieXmlStreamCallbacks stream_callbacks = {
 };
 
 static gsize
+whitespace_prefix(const char *buf, gsize len)
+{
+	gsize n = 0;
+
+	while (n < len && (buf[n] == ' ' || buf[n] == '\t' || buf[n] == '\r' || buf[n] == '\n'))
+		n++;
+	return n;
+}
+
+static void
+close_injected(MagpieSession *session)
+{
+	/* RFC 6120 §5.4.3.3: nothing but the TLS handshake may follow
+	 * <starttls/>; plaintext there is an injection attempt. */
+	g_message("c2s %s: plaintext after <starttls/>: closing", session->peer);
+	session->state = C2S_STATE_CLOSED;
+	session_end(session);
+	magpie_conn_close(session->conn, 0);
+}
+
+static gsize
 on_data(gpointer user_data, const char *buf, gsize len)
 {
 	MagpieSession *session = user_data;
+	gsize skipped = 0;
 
 	if (session->state == C2S_STATE_CLOSED)
 		return len; /* discard: the stream is over */
 	if (session->hold_count > 0)
 		return 0;
 	if (session->inject_check) {
-		/* Bytes between <starttls/> and the handshake: RFC 6120 §5.4.3.3
-		 * forbids them; plaintext injected before TLS. */
-		g_message("c2s %s: data after <starttls/> before TLS: closing", session->peer);
-		session->state = C2S_STATE_CLOSED;
-		session_end(session);
-		magpie_conn_close(session->conn, 0);
+		/* Whitespace after an element is common (go-xmpp ends every
+		 * element with a newline) and harmless; anything else is not. */
+		if (whitespace_prefix(buf, len) == len)
+			return len;
+		close_injected(session);
 		return len;
 	}
 	if (session->restart) {
 		magpie_xml_stream_reset(session->xs);
 		session->restart = FALSE;
+		session->skip_whitespace = TRUE;
 	}
-	magpie_stats.bytes_in += len;
-	gsize consumed = magpie_xml_stream_feed(session->xs, buf, len);
-	if (consumed < len && session->state != C2S_STATE_CLOSED) {
-		magpie_stats.bytes_in -= len - consumed; /* counted again when fed */
+	if (session->skip_whitespace) {
+		/* A new stream starts with its XML declaration or header: the
+		 * whitespace a client left after </auth> is not part of it. */
+		skipped = whitespace_prefix(buf, len);
+		if (skipped == len)
+			return len;
+		session->skip_whitespace = FALSE;
+	}
+	gsize consumed =
+	        skipped + magpie_xml_stream_feed(session->xs, buf + skipped, len - skipped);
+	magpie_stats.bytes_in += consumed;
+	if (session->state == C2S_STATE_CLOSED)
+		return len;
+	if (consumed < len) {
 		if (session->inject_check) {
-			g_message("c2s %s: plaintext after <starttls/>: closing", session->peer);
-			session->state = C2S_STATE_CLOSED;
-			session_end(session);
-			magpie_conn_close(session->conn, 0);
+			if (whitespace_prefix(buf + consumed, len - consumed) == len - consumed)
+				return len;
+			close_injected(session);
 			return len;
 		}
 		if (session->hold_count == 0)
@@ -711,7 +742,7 @@ on_data(gpointer user_data, const char *buf, gsize len)
 			                magpie_session_ref(session),
 			                (GDestroyNotify) magpie_session_unref);
 	}
-	return session->state == C2S_STATE_CLOSED ? len : consumed;
+	return consumed;
 }
 
 static void

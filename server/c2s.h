@@ -37,9 +37,10 @@ struct _MagpieSession {
 	char *stream_id;
 	gint64 connected_at; /* unix seconds */
 	gboolean direct_tls;
-	gboolean header_sent;  /* our <stream:stream> went out */
-	gboolean restart;      /* reset the parser before the next feed */
-	gboolean inject_check; /* STARTTLS: any byte left over is an injection */
+	gboolean header_sent;     /* our <stream:stream> went out */
+	gboolean restart;         /* reset the parser before the next feed */
+	gboolean inject_check;    /* STARTTLS: any byte left over is an injection */
+	gboolean skip_whitespace; /* before a restarted stream's header */
 
 	MagpieSasl *sasl;
 	char *username;

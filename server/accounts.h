@@ -13,7 +13,7 @@ GQuark magpie_account_error_quark(void);
 typedef enum {
 	MAGPIE_ACCOUNT_ERROR_EXISTS,
 	MAGPIE_ACCOUNT_ERROR_NOT_FOUND,
-	MAGPIE_ACCOUNT_ERROR_INVALID,    /* bad JID, not a local host, bad password */
+	MAGPIE_ACCOUNT_ERROR_INVALID, /* bad JID, not a local host, bad password */
 	MAGPIE_ACCOUNT_ERROR_DATABASE,
 } MagpieAccountError;
 
@@ -27,7 +27,7 @@ typedef enum {
 
 /* @jid: "user@host" (prepared here); @password for ADD and PASSWD only. */
 void magpie_account_op_async(MagpieAccountOp op, const char *jid, const char *password,
-			     GAsyncReadyCallback callback, gpointer user_data);
+                             GAsyncReadyCallback callback, gpointer user_data);
 gboolean magpie_account_op_finish(GAsyncResult *result, GError **error);
 
 typedef struct {
@@ -36,8 +36,7 @@ typedef struct {
 	gint64 created; /* unix seconds */
 } MagpieAccountInfo;
 /* @host NULL = all hosts. Result: GPtrArray of MagpieAccountInfo (free func set). */
-void magpie_account_list_async(const char *host, GAsyncReadyCallback callback,
-			       gpointer user_data);
+void magpie_account_list_async(const char *host, GAsyncReadyCallback callback, gpointer user_data);
 GPtrArray *magpie_account_list_finish(GAsyncResult *result, GError **error);
 
 /* Iteration count for new SCRAM records (from [auth] scram-iterations). */

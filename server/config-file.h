@@ -31,12 +31,11 @@ const char *magpie_config_file_path(MagpieConfigFile *cfg);
  * problem to @problems ("FILE: [GROUP] KEY: message"); warnings (unknown
  * keys) go to @warnings. Certificates and keys are checked for
  * readability here too. */
-void magpie_config_file_check_core(MagpieConfigFile *cfg, GPtrArray *problems,
-				   GPtrArray *warnings);
+void magpie_config_file_check_core(MagpieConfigFile *cfg, GPtrArray *problems, GPtrArray *warnings);
 /* Check a module group against its schema (same line format). */
 void magpie_config_file_check_group(MagpieConfigFile *cfg, const char *group,
-				    const MagpieConfigKey *schema, GPtrArray *problems,
-				    GPtrArray *warnings);
+                                    const MagpieConfigKey *schema, GPtrArray *problems,
+                                    GPtrArray *warnings);
 /* Groups that are neither core groups nor [host ...] (module groups). */
 GStrv magpie_config_file_module_groups(MagpieConfigFile *cfg);
 gboolean magpie_config_file_module_enabled(MagpieConfigFile *cfg, const char *module);
@@ -44,14 +43,14 @@ gboolean magpie_config_file_module_enabled(MagpieConfigFile *cfg, const char *mo
 /* Typed access with the schema's default when the key is absent. Values are
  * validated first by the check functions; these never fail. */
 const char *magpie_config_file_string(MagpieConfigFile *cfg, const char *group, const char *key,
-				      const MagpieConfigKey *schema);
+                                      const MagpieConfigKey *schema);
 gint64 magpie_config_file_int(MagpieConfigFile *cfg, const char *group, const char *key,
-			      const MagpieConfigKey *schema);
+                              const MagpieConfigKey *schema);
 gboolean magpie_config_file_bool(MagpieConfigFile *cfg, const char *group, const char *key,
-				 const MagpieConfigKey *schema);
+                                 const MagpieConfigKey *schema);
 /* (transfer none) NULL-terminated. */
 const char *const *magpie_config_file_strv(MagpieConfigFile *cfg, const char *group,
-					   const char *key, const MagpieConfigKey *schema);
+                                           const char *key, const MagpieConfigKey *schema);
 /* The file a key came from, or NULL. */
 const char *magpie_config_file_origin(MagpieConfigFile *cfg, const char *group, const char *key);
 /* Virtual host names from [host NAME] groups and [core] hosts. */

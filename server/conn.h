@@ -27,7 +27,7 @@ typedef struct {
 /* Takes ownership of @fd (made nonblocking). @peer: "address" for logs and
  * per-address limits. */
 MagpieConn *magpie_conn_new(int fd, const char *peer, const MagpieConnCallbacks *callbacks,
-			    gpointer user_data);
+                            gpointer user_data);
 /* Closes the fd at once; no callback. */
 void magpie_conn_free(MagpieConn *conn);
 
@@ -41,8 +41,8 @@ void magpie_conn_start_tls(MagpieConn *conn, MagpieTls *tls);
 void magpie_conn_set_handshake_timeout(MagpieConn *conn, guint timeout_ms);
 gboolean magpie_conn_is_tls(MagpieConn *conn); /* handshake complete */
 /* TLS details, NULL before the handshake. (transfer none) */
-const char *magpie_conn_tls_sni(MagpieConn *conn);      /* server name the client asked for */
-const char *magpie_conn_tls_version(MagpieConn *conn);  /* "TLS1.3" */
+const char *magpie_conn_tls_sni(MagpieConn *conn);     /* server name the client asked for */
+const char *magpie_conn_tls_version(MagpieConn *conn); /* "TLS1.3" */
 gboolean magpie_conn_tls_resumed(MagpieConn *conn);
 /* Channel binding data for "tls-exporter", "tls-server-end-point" or
  * "tls-unique"; NULL when unavailable on this connection. (transfer full) */

@@ -11,12 +11,12 @@ G_BEGIN_DECLS
 GQuark magpie_module_error_quark(void);
 typedef enum {
 	MAGPIE_MODULE_ERROR_NOT_FOUND,
-	MAGPIE_MODULE_ERROR_INVALID,     /* bad file, owner, mode, symbol or ABI */
-	MAGPIE_MODULE_ERROR_DEPENDENCY,  /* a required module failed, or dependants exist */
-	MAGPIE_MODULE_ERROR_CONFLICT,    /* IQ (ns, element) already owned, unknown event */
+	MAGPIE_MODULE_ERROR_INVALID,    /* bad file, owner, mode, symbol or ABI */
+	MAGPIE_MODULE_ERROR_DEPENDENCY, /* a required module failed, or dependants exist */
+	MAGPIE_MODULE_ERROR_CONFLICT,   /* IQ (ns, element) already owned, unknown event */
 	MAGPIE_MODULE_ERROR_CONFIG,
-	MAGPIE_MODULE_ERROR_LOAD,        /* load() refused */
-	MAGPIE_MODULE_ERROR_STATE,       /* already loaded / not loaded */
+	MAGPIE_MODULE_ERROR_LOAD,  /* load() refused */
+	MAGPIE_MODULE_ERROR_STATE, /* already loaded / not loaded */
 } MagpieModuleError;
 
 void magpie_modules_init(const char *module_dir);
@@ -39,14 +39,14 @@ const MagpieModuleInfo *magpie_module_info(MagpieModule *mod);
 /* Open @name's .so just to read its descriptor (for --check-config and
  * --print-config). The returned GModule must be closed by the caller. */
 const MagpieModuleInfo *magpie_modules_peek(const char *name, GModule **gmodule_out,
-					    GError **error);
+                                            GError **error);
 
 /* Events and hooks. */
 typedef void (*MagpieHookDoneFunc)(MagpieStanzaEvent *ev, MagpieHookResult result,
-				   gpointer user_data);
+                                   gpointer user_data);
 /* A new event (transfer full); refs @stanza, @session, @from, @to (any may be NULL). */
-MagpieStanzaEvent *magpie_event_new(const char *name, MagpieStanza *stanza,
-				    MagpieSession *session, MagpieJid *from, MagpieJid *to);
+MagpieStanzaEvent *magpie_event_new(const char *name, MagpieStanza *stanza, MagpieSession *session,
+                                    MagpieJid *from, MagpieJid *to);
 /* Run the handlers of @ev's event in order. @done (may be NULL) gets STOP if
  * a handler stopped it, CONTINUE if all passed; it may run before this
  * returns. While a handler is pending, @ev's session (if any) is held
@@ -63,7 +63,7 @@ void magpie_hook_remove_core(const char *event, MagpieHookFunc func);
  * bad-request when the IQ does not have exactly one child; runs "iq.pre"
  * first. */
 void magpie_iq_dispatch(MagpieStanza *iq, MagpieSession *session, MagpieJid *from, MagpieJid *to,
-			gboolean to_host);
+                        gboolean to_host);
 /* A result/error IQ addressed to the server or to a user's bare JID: TRUE if
  * it answered a magpie_iq_send() request (then it is consumed). */
 gboolean magpie_iq_handle_response(MagpieStanza *iq, MagpieJid *to);
@@ -74,6 +74,6 @@ void magpie_disco_add_core_feature(const char *feature);
 
 /* Control commands of loaded modules: "<module> <cmd>". */
 const MagpieControlSpec *magpie_modules_find_command(const char *module, const char *command,
-						     MagpieModule **mod_out);
+                                                     MagpieModule **mod_out);
 
 G_END_DECLS

@@ -6,10 +6,10 @@
 G_BEGIN_DECLS
 
 typedef struct {
-	char *conninfo;          /* libpq conninfo; use host=/socket/dir or hostaddr= */
-	guint pool_size;         /* connections for queries; default 2 (+1 for LISTEN) */
-	guint query_timeout_ms;  /* how long a query waits for a connection; default 5000 */
-	guint reconnect_max_ms;  /* back-off cap; default 10000 */
+	char *conninfo;         /* libpq conninfo; use host=/socket/dir or hostaddr= */
+	guint pool_size;        /* connections for queries; default 2 (+1 for LISTEN) */
+	guint query_timeout_ms; /* how long a query waits for a connection; default 5000 */
+	guint reconnect_max_ms; /* back-off cap; default 10000 */
 } MagpiePgSettings;
 
 /* Apply migrations synchronously (start-up only, before the loop runs):
@@ -18,7 +18,7 @@ typedef struct {
  * its own transaction. Owners: "core" first, then @owners in order (modules
  * enabled in config), or all subdirectories when @owners is NULL. */
 gboolean magpie_pg_migrate(const char *conninfo, const char *sql_dir, const char *const *owners,
-			   GError **error);
+                           GError **error);
 
 /* Start the pool (connections are made asynchronously, with back-off). */
 void magpie_pg_start(const MagpiePgSettings *settings);

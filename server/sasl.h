@@ -38,10 +38,10 @@ typedef enum {
 } MagpieSaslStatus;
 
 typedef struct {
-	guint iterations;          /* for new credentials; default 4096 */
-	guint fail_delay_ms;       /* delay before a failure is reported; default 1000 */
-	guint max_failures;        /* per address per window before refusing; default 5 */
-	guint failure_window_s;    /* default 60 */
+	guint iterations;       /* for new credentials; default 4096 */
+	guint fail_delay_ms;    /* delay before a failure is reported; default 1000 */
+	guint max_failures;     /* per address per window before refusing; default 5 */
+	guint failure_window_s; /* default 60 */
 } MagpieSaslSettings;
 
 /* Once at start-up, before any connection. */
@@ -63,16 +63,15 @@ GStrv magpie_sasl_channel_binding_types(MagpieSasl *sasl);
 /* <auth mechanism=@mech> with the decoded initial response (@data may be
  * NULL when the element was empty, "" when it was "="). */
 void magpie_sasl_start_async(MagpieSasl *sasl, const char *mech, GBytes *data,
-			     GCancellable *cancellable, GAsyncReadyCallback callback,
-			     gpointer user_data);
+                             GCancellable *cancellable, GAsyncReadyCallback callback,
+                             gpointer user_data);
 /* <response> */
 void magpie_sasl_step_async(MagpieSasl *sasl, GBytes *data, GCancellable *cancellable,
-			    GAsyncReadyCallback callback, gpointer user_data);
+                            GAsyncReadyCallback callback, gpointer user_data);
 /* For both: the status and the bytes to send (base64 them), or FALSE with a
  * MAGPIE_SASL_ERROR. */
 gboolean magpie_sasl_step_finish(MagpieSasl *sasl, GAsyncResult *result,
-				 MagpieSaslStatus *status_out, GBytes **output_out,
-				 GError **error);
+                                 MagpieSaslStatus *status_out, GBytes **output_out, GError **error);
 /* After SUCCESS: the authenticated account's node (localpart, prepared). */
 const char *magpie_sasl_username(MagpieSasl *sasl);
 /* After SUCCESS: the mechanism used ("SCRAM-SHA-256-PLUS"). */
@@ -82,6 +81,6 @@ const char *magpie_sasl_mechanism_used(MagpieSasl *sasl);
  * count failures for @peer, and offer channel binding @cb_type with
  * @cb_data (NULL: none). Call before anything else on @sasl. */
 void magpie_sasl_set_tls_for_testing(MagpieSasl *sasl, const char *peer, const char *cb_type,
-				     GBytes *cb_data);
+                                     GBytes *cb_data);
 
 G_END_DECLS

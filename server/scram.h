@@ -19,7 +19,7 @@ typedef struct {
 } MagpieScramCredential;
 
 const char *magpie_scram_mechanism(MagpieScramHash hash); /* "SCRAM-SHA-1" */
-gsize magpie_scram_hash_len(MagpieScramHash hash);       /* 20 or 32 */
+gsize magpie_scram_hash_len(MagpieScramHash hash);        /* 20 or 32 */
 gboolean magpie_scram_hash_from_mechanism(const char *mech, MagpieScramHash *hash_out);
 
 /* SASLprep (RFC 4013) @password; NULL + error when it has prohibited
@@ -29,16 +29,16 @@ char *magpie_saslprep(const char *password, gsize len, GError **error);
 /* SaltedPassword = Hi(password, salt, i); password already SASLprepped.
  * @salted_out has magpie_scram_hash_len(hash) bytes. */
 void magpie_scram_salted_password(MagpieScramHash hash, const char *password, const guint8 *salt,
-				  gsize salt_len, guint iterations, guint8 *salted_out);
+                                  gsize salt_len, guint iterations, guint8 *salted_out);
 /* From a SaltedPassword: both keys. */
 void magpie_scram_keys(MagpieScramHash hash, const guint8 *salted, guint8 *stored_key_out,
-		       guint8 *server_key_out);
+                       guint8 *server_key_out);
 /* A new credential with a random 16-byte salt. NULL if SASLprep fails. */
 MagpieScramCredential *magpie_scram_credential_new(MagpieScramHash hash, const char *password,
-						   guint iterations, GError **error);
+                                                   guint iterations, GError **error);
 /* Does @password (not yet SASLprepped) match @cred? Constant-time compare. */
 gboolean magpie_scram_credential_check(const MagpieScramCredential *cred, const char *password,
-				       gsize len);
+                                       gsize len);
 void magpie_scram_credential_free(MagpieScramCredential *cred);
 /* RFC 5803 authPassword value: "SCRAM-SHA-256$4096:<salt>$<stored>:<server>". */
 char *magpie_scram_credential_to_authpassword(const MagpieScramCredential *cred);

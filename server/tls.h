@@ -24,7 +24,7 @@ void magpie_tls_unref(MagpieTls *tls);
 /* Add @host's certificate chain and key (PEM files). The first host added is
  * the default for clients without (or with an unknown) SNI. */
 gboolean magpie_tls_add_host(MagpieTls *tls, const char *host, const char *cert_file,
-			     const char *key_file, GError **error);
+                             const char *key_file, GError **error);
 /* Replace the GnuTLS priority string (NULL = the default,
  * "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"). Fails on a string GnuTLS
  * refuses. Call before the context is used. */
@@ -41,7 +41,7 @@ gnutls_session_t magpie_tls_session_new(MagpieTls *tls, GError **error);
 char *magpie_tls_session_get_sni(gnutls_session_t session);
 
 /* The process-wide context used for new connections. */
-MagpieTls *magpie_tls_get_default(void); /* (transfer none), may be NULL */
+MagpieTls *magpie_tls_get_default(void);     /* (transfer none), may be NULL */
 void magpie_tls_set_default(MagpieTls *tls); /* takes a ref */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MagpieTls, magpie_tls_unref)

@@ -37,12 +37,13 @@ typedef struct {
 	gsize max_stanza_size;         /* bytes of one depth-1 element; default 256 KiB */
 	guint max_depth;               /* nesting below the stream root; default 32 */
 	gsize max_bytes_without_event; /* default = max_stanza_size */
-	guint dict_rotate_threshold;   /* names interned before the context is replaced; default 5000 */
+	guint dict_rotate_threshold; /* names interned before the context is replaced; default 5000
+	                              */
 } MagpieXmlStreamLimits;
 
 /* @limits may be NULL for the defaults. */
 MagpieXmlStream *magpie_xml_stream_new(const MagpieXmlStreamCallbacks *callbacks,
-				       gpointer user_data, const MagpieXmlStreamLimits *limits);
+                                       gpointer user_data, const MagpieXmlStreamLimits *limits);
 void magpie_xml_stream_free(MagpieXmlStream *xs);
 
 /* Parse @len bytes. Returns how many were consumed: all of them, unless a

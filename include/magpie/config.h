@@ -16,7 +16,7 @@ typedef enum {
 	/* Written "500ms", "30s", "5m", "2h", "1d" (a bare number is seconds);
 	 * read as MILLISECONDS by magpie_module_config_int(); min/max in ms too. */
 	MAGPIE_CONFIG_DURATION,
-	MAGPIE_CONFIG_SIZE,     /* bytes; "512", "64k", "1M" */
+	MAGPIE_CONFIG_SIZE, /* bytes; "512", "64k", "1M" */
 } MagpieConfigType;
 
 typedef struct {

@@ -9,13 +9,13 @@
 #define MAGPIE_EVENT_IQ_PRE "iq.pre"
 
 /* Stanzas addressed to a local user's bare JID. */
-#define MAGPIE_EVENT_MESSAGE_BARE "message.bare"
+#define MAGPIE_EVENT_MESSAGE_BARE  "message.bare"
 #define MAGPIE_EVENT_PRESENCE_BARE "presence.bare"
 /* Addressed to a local user's full JID. */
-#define MAGPIE_EVENT_MESSAGE_FULL "message.full"
+#define MAGPIE_EVENT_MESSAGE_FULL  "message.full"
 #define MAGPIE_EVENT_PRESENCE_FULL "presence.full"
 /* Addressed to a local host (or no 'to' from a client). */
-#define MAGPIE_EVENT_MESSAGE_HOST "message.host"
+#define MAGPIE_EVENT_MESSAGE_HOST  "message.host"
 #define MAGPIE_EVENT_PRESENCE_HOST "presence.host"
 /* A chat/normal message for a local account with no available resource.
  * Unclaimed, the sender gets service-unavailable. */
@@ -23,7 +23,7 @@
 /* Presence of type subscribe/subscribed/unsubscribe/unsubscribed/probe,
  * outbound (from a local user) and inbound (to a local user). */
 #define MAGPIE_EVENT_PRESENCE_OUT "presence.out"
-#define MAGPIE_EVENT_PRESENCE_IN "presence.in"
+#define MAGPIE_EVENT_PRESENCE_IN  "presence.in"
 /* Presence without 'to' from a client (available or unavailable), after the
  * core updated the session; also the implicit unavailable when a session
  * ends. Modules broadcast it to subscribers. */
@@ -36,9 +36,9 @@
 #define MAGPIE_EVENT_IQ_FULL "iq.full"
 
 /* Session life cycle (no stanza, or the presence that caused it). */
-#define MAGPIE_EVENT_SESSION_BOUND "session.bound"         /* resource bound */
+#define MAGPIE_EVENT_SESSION_BOUND     "session.bound"     /* resource bound */
 #define MAGPIE_EVENT_SESSION_AVAILABLE "session.available" /* initial presence */
-#define MAGPIE_EVENT_SESSION_END "session.end"             /* the stanza is NULL */
+#define MAGPIE_EVENT_SESSION_END       "session.end"       /* the stanza is NULL */
 
 /* Account changes (stanza NULL; the event's 'from' is the account's bare JID). */
 #define MAGPIE_EVENT_USER_CREATED "user.created"

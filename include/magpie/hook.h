@@ -54,7 +54,7 @@ MAGPIE_API void magpie_hook_resume(MagpieStanzaEvent *ev, MagpieHookResult resul
 /* Fire an event with no default action (e.g. a module's own events).
  * Handlers run now, up to the first PENDING. */
 MAGPIE_API void magpie_hook_fire(const char *event, MagpieStanza *stanza, MagpieSession *session,
-				 MagpieJid *from, MagpieJid *to);
+                                 MagpieJid *from, MagpieJid *to);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MagpieStanzaEvent, magpie_event_unref)
 

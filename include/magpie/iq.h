@@ -52,8 +52,8 @@ MAGPIE_API MagpieStanza *magpie_iq_result_new(MagpieIqRequest *req);
 MAGPIE_API void magpie_iq_send_result(MagpieIqRequest *req, MagpieStanza *result);
 /* RFC 6120 §8.3: @type is "cancel", "modify", "auth", "wait" or "continue";
  * @condition e.g. "item-not-found"; @text may be NULL. */
-MAGPIE_API void magpie_iq_reply_error(MagpieIqRequest *req, const char *type,
-				      const char *condition, const char *text);
+MAGPIE_API void magpie_iq_reply_error(MagpieIqRequest *req, const char *type, const char *condition,
+                                      const char *text);
 MAGPIE_API gboolean magpie_iq_request_is_answered(MagpieIqRequest *req);
 
 /* Send an IQ get/set from the server (@from: a host or a user JID) and get
@@ -62,8 +62,8 @@ MAGPIE_API gboolean magpie_iq_request_is_answered(MagpieIqRequest *req);
  * called, when the module unloads. */
 typedef void (*MagpieIqResponseFunc)(MagpieStanza *response, gpointer user_data);
 MAGPIE_API void magpie_iq_send(MagpieModule *mod, MagpieStanza *iq, MagpieJid *from,
-			       guint timeout_ms, MagpieIqResponseFunc callback, gpointer user_data,
-			       GDestroyNotify destroy);
+                               guint timeout_ms, MagpieIqResponseFunc callback, gpointer user_data,
+                               GDestroyNotify destroy);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MagpieIqRequest, magpie_iq_request_unref)
 

@@ -22,11 +22,11 @@ typedef enum {
 MAGPIE_API MagpieJid *magpie_jid_parse(const char *str, GError **error);
 /* Build from parts (@node, @resource may be NULL). */
 MAGPIE_API MagpieJid *magpie_jid_new(const char *node, const char *domain, const char *resource,
-				     GError **error);
+                                     GError **error);
 MAGPIE_API MagpieJid *magpie_jid_ref(MagpieJid *jid);
 MAGPIE_API void magpie_jid_unref(MagpieJid *jid);
 
-MAGPIE_API const char *magpie_jid_node(const MagpieJid *jid);     /* NULL if none */
+MAGPIE_API const char *magpie_jid_node(const MagpieJid *jid); /* NULL if none */
 MAGPIE_API const char *magpie_jid_domain(const MagpieJid *jid);
 MAGPIE_API const char *magpie_jid_resource(const MagpieJid *jid); /* NULL if none */
 /* Prepared string forms, cached. (transfer none) */
@@ -35,7 +35,7 @@ MAGPIE_API const char *magpie_jid_bare_string(const MagpieJid *jid);
 /* The bare JID (self, referenced, when already bare). (transfer full) */
 MAGPIE_API MagpieJid *magpie_jid_bare(MagpieJid *jid);
 MAGPIE_API MagpieJid *magpie_jid_with_resource(MagpieJid *jid, const char *resource,
-					       GError **error);
+                                               GError **error);
 MAGPIE_API gboolean magpie_jid_is_bare(const MagpieJid *jid);
 MAGPIE_API gboolean magpie_jid_equal(const MagpieJid *a, const MagpieJid *b);
 MAGPIE_API gboolean magpie_jid_bare_equal(const MagpieJid *a, const MagpieJid *b);

@@ -21,7 +21,7 @@ G_BEGIN_DECLS
  * later. */
 typedef struct _MagpieControlReply MagpieControlReply;
 typedef gboolean (*MagpieControlFunc)(MagpieModule *mod, const char *const *argv,
-				      MagpieControlReply *reply, GError **error);
+                                      MagpieControlReply *reply, GError **error);
 typedef struct {
 	const char *name;
 	const char *usage; /* "ARG1 [ARG2]" */
@@ -32,7 +32,7 @@ typedef struct {
 MAGPIE_API gboolean magpie_control_reply_is_json(MagpieControlReply *reply);
 /* Append a line (human) or raw JSON text. */
 MAGPIE_API void magpie_control_reply_printf(MagpieControlReply *reply, const char *fmt, ...)
-	G_GNUC_PRINTF(2, 3);
+        G_GNUC_PRINTF(2, 3);
 MAGPIE_API MagpieControlReply *magpie_control_reply_ref(MagpieControlReply *reply);
 /* Finish an asynchronous reply (consumes the ref from _ref()); @error NULL =
  * success. */
@@ -42,13 +42,13 @@ typedef struct {
 	guint abi_version; /* MAGPIE_MODULE_ABI_VERSION */
 	const char *name;
 	const char *description;
-	const char *const *requires;        /* module names, NULL-terminated */
-	const MagpieHookSpec *hooks;        /* { NULL } terminated */
-	const MagpieIqSpec *iqs;            /* { NULL } terminated */
-	const MagpieConfigKey *config;      /* { NULL } terminated */
-	const char *const *disco_features;  /* NULL-terminated, on every host */
-	const char *const *events;          /* events this module fires */
-	const MagpieControlSpec *commands;  /* { NULL } terminated */
+	const char *const *requires;       /* module names, NULL-terminated */
+	const MagpieHookSpec *hooks;       /* { NULL } terminated */
+	const MagpieIqSpec *iqs;           /* { NULL } terminated */
+	const MagpieConfigKey *config;     /* { NULL } terminated */
+	const char *const *disco_features; /* NULL-terminated, on every host */
+	const char *const *events;         /* events this module fires */
+	const MagpieControlSpec *commands; /* { NULL } terminated */
 	gboolean (*load)(MagpieModule *mod, GError **error);
 	void (*unload)(MagpieModule *mod);
 	gpointer reserved[8];
@@ -60,21 +60,21 @@ MAGPIE_API gpointer magpie_module_get_data(MagpieModule *mod);
 
 /* Dynamic registrations, owned by the module and removed at unload. */
 MAGPIE_API gboolean magpie_module_add_hook(MagpieModule *mod, const char *event,
-					   MagpieHookFunc func, int priority, GError **error);
+                                           MagpieHookFunc func, int priority, GError **error);
 MAGPIE_API gboolean magpie_module_add_iq(MagpieModule *mod, const MagpieIqSpec *spec,
-					 GError **error);
+                                         GError **error);
 MAGPIE_API void magpie_module_add_disco_feature(MagpieModule *mod, const char *feature);
 /* A timeout owned by the module: removed at unload. Returns the source
  * (transfer none); destroy it with g_source_destroy() to cancel early. */
 MAGPIE_API GSource *magpie_module_add_timeout(MagpieModule *mod, guint interval_ms,
-					      GSourceFunc func, gpointer data,
-					      GDestroyNotify destroy);
+                                              GSourceFunc func, gpointer data,
+                                              GDestroyNotify destroy);
 
 /* Disco#info features across all loaded modules. (transfer container) */
 MAGPIE_API GPtrArray *magpie_disco_features(void);
 /* Identities: category/type/name triples registered by modules. */
 MAGPIE_API void magpie_module_add_disco_identity(MagpieModule *mod, const char *category,
-						 const char *type, const char *name);
+                                                 const char *type, const char *name);
 /* (transfer container) of const char * triples: category, type, name, ... */
 MAGPIE_API GPtrArray *magpie_disco_identities(void);
 

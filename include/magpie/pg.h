@@ -28,8 +28,8 @@ typedef struct _MagpiePgResult MagpiePgResult;
 /* @params: @n_params strings (NULL = SQL NULL). Copied: the caller may free
  * them on return. */
 MAGPIE_API void magpie_pg_query_async(const char *sql, guint n_params, const char *const *params,
-				      GCancellable *cancellable, GAsyncReadyCallback callback,
-				      gpointer user_data);
+                                      GCancellable *cancellable, GAsyncReadyCallback callback,
+                                      gpointer user_data);
 /* (transfer full) the result of the last statement, or NULL + @error. */
 MAGPIE_API MagpiePgResult *magpie_pg_query_finish(GAsyncResult *result, GError **error);
 
@@ -37,9 +37,9 @@ MAGPIE_API MagpiePgResult *magpie_pg_query_finish(GAsyncResult *result, GError *
  * last statement's. @sqls NULL-terminated; @params[i] has @n_params[i]
  * values. */
 MAGPIE_API void magpie_pg_transaction_async(const char *const *sqls, const guint *n_params,
-					    const char *const *const *params,
-					    GCancellable *cancellable,
-					    GAsyncReadyCallback callback, gpointer user_data);
+                                            const char *const *const *params,
+                                            GCancellable *cancellable, GAsyncReadyCallback callback,
+                                            gpointer user_data);
 MAGPIE_API MagpiePgResult *magpie_pg_transaction_finish(GAsyncResult *result, GError **error);
 
 MAGPIE_API void magpie_pg_result_free(MagpiePgResult *result);
@@ -54,7 +54,7 @@ MAGPIE_API gint64 magpie_pg_result_affected(const MagpiePgResult *result);
  * loop for each NOTIFY. Survives reconnects. Returns an id for unlisten. */
 typedef void (*MagpiePgNotifyFunc)(const char *channel, const char *payload, gpointer user_data);
 MAGPIE_API guint magpie_pg_listen(const char *channel, MagpiePgNotifyFunc callback,
-				  gpointer user_data, GDestroyNotify destroy);
+                                  gpointer user_data, GDestroyNotify destroy);
 MAGPIE_API void magpie_pg_unlisten(guint id);
 
 /* Is at least one connection up? */

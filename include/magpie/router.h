@@ -19,9 +19,9 @@ MAGPIE_API gboolean magpie_deliver_to_session(MagpieStanza *stanza, MagpieJid *f
  * defined @condition and optional @text. (transfer full) NULL when @stanza
  * is itself an error (never answer an error with an error). */
 MAGPIE_API MagpieStanza *magpie_stanza_error_new(MagpieStanza *stanza, const char *type,
-						 const char *condition, const char *text);
+                                                 const char *condition, const char *text);
 /* Build it and route it back to the sender. */
 MAGPIE_API void magpie_stanza_reply_error(MagpieStanza *stanza, const char *type,
-					  const char *condition, const char *text);
+                                          const char *condition, const char *text);
 
 G_END_DECLS

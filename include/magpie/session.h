@@ -28,12 +28,12 @@ MAGPIE_API void magpie_session_send(MagpieSession *session, MagpieStanza *stanza
 /* Close the stream with a stream error (e.g. "conflict", "not-authorized",
  * "policy-violation"); @text may be NULL. */
 MAGPIE_API void magpie_session_close(MagpieSession *session, const char *condition,
-				     const char *text);
+                                     const char *text);
 
 /* Per-session data slot for @mod, freed with @destroy at session end or when
  * the module unloads. */
 MAGPIE_API void magpie_session_set_data(MagpieSession *session, MagpieModule *mod, gpointer data,
-					GDestroyNotify destroy);
+                                        GDestroyNotify destroy);
 MAGPIE_API gpointer magpie_session_get_data(MagpieSession *session, MagpieModule *mod);
 
 /* All bound sessions of a local account (bare JID), in binding order.

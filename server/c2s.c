@@ -29,6 +29,9 @@
 /* RFC 6120 §6.4.5: allow a few retries on one stream, then close. */
 #define MAX_SASL_FAILURES 5
 
+/* Streams silent this long give back their parser context. */
+#define PARSER_RELEASE_US (10 * G_USEC_PER_SEC)
+
 static GSource *sweep_source;
 
 static void c2s_stream_error(MagpieSession *session, const char *condition, const char *text);
@@ -811,6 +814,11 @@ sweep(gpointer data)
 		if ((s->state < C2S_STATE_BOUND && age > auth_us) ||
 		    (idle_us > 0 && silent > idle_us))
 			g_ptr_array_add(victims, magpie_session_ref(s));
+		else if (s->state == C2S_STATE_BOUND && silent > PARSER_RELEASE_US &&
+		         magpie_xml_stream_at_boundary(s->xs))
+			/* An idle stream needs no parser context (about 16 KiB):
+			 * it is rebuilt at the next byte (crux.md §2). */
+			magpie_xml_stream_release(s->xs);
 	}
 	for (guint i = 0; i < victims->len; i++)
 		c2s_stream_error(victims->pdata[i], "connection-timeout", NULL);

@@ -354,6 +354,16 @@ route(MagpieStanza *stanza, MagpieSession *origin, MagpieJid *from, MagpieJid *t
 		dispatch(stanza, origin, from, to);
 }
 
+/* presence.out let it through: on through the whole pipeline. */
+static void
+out_done(MagpieStanzaEvent *ev, MagpieHookResult result, gpointer user_data)
+{
+	if (result == MAGPIE_HOOK_STOP)
+		return;
+	route(magpie_event_stanza(ev), magpie_event_session(ev), magpie_event_from(ev),
+	      magpie_event_to(ev));
+}
+
 void
 magpie_route(MagpieStanza *stanza, MagpieJid *from)
 {
@@ -379,7 +389,7 @@ magpie_router_from_session(MagpieStanza *stanza, MagpieSession *session, MagpieJ
 		/* Outbound subscription handling first (RFC 6121 §3), then on. */
 		g_autoptr(MagpieStanzaEvent) ev = magpie_event_new(
 		        MAGPIE_EVENT_PRESENCE_OUT, stanza, session, session->jid, target);
-		magpie_hook_run(ev, pre_done, NULL);
+		magpie_hook_run(ev, out_done, NULL);
 		return;
 	}
 	route(stanza, session, session->jid, target);

@@ -233,6 +233,16 @@ send_features(MagpieSession *session)
 		                     "<session xmlns='" NS_SESSION "'><optional/></session>");
 		session->state = C2S_STATE_BIND;
 	}
+	if (magpie_conn_is_tls(session->conn) &&
+	    magpie_hook_has_handlers(MAGPIE_EVENT_STREAM_FEATURES)) {
+		/* Modules' features (e.g. XEP-0077 registration). */
+		g_autoptr(MagpieStanza) features = magpie_stanza_new("features", MAGPIE_NS_STREAM);
+		g_autoptr(MagpieJid) host = magpie_jid_new(NULL, session->host, NULL, NULL);
+		magpie_hook_fire(MAGPIE_EVENT_STREAM_FEATURES, features, session, NULL, host);
+		for (MagpieElement *el = magpie_element_first_child(magpie_stanza_root(features));
+		     el; el = magpie_element_next_sibling(el))
+			magpie_element_serialize(el, MAGPIE_NS_STREAM, out);
+	}
 	g_string_append(out, "</stream:features>");
 	write_str(session, out->str);
 }
@@ -610,10 +620,18 @@ on_stanza(gpointer user_data, MagpieStanza *stanza)
 		break;
 	case C2S_STATE_AUTH:
 	case C2S_STATE_SASL:
-		if (g_strcmp0(ns, NS_SASL) == 0)
+		if (g_strcmp0(ns, NS_SASL) == 0) {
 			c2s_sasl(session, stanza);
-		else
+		} else if (session->state == C2S_STATE_AUTH && g_str_equal(name, "iq") &&
+		           g_strcmp0(ns, MAGPIE_NS_CLIENT) == 0 && valid_iq(stanza)) {
+			/* Only IQ handlers marked preauth answer here (XEP-0077);
+			 * the rest get service-unavailable. */
+			g_autoptr(MagpieJid) host = magpie_jid_new(NULL, session->host, NULL, NULL);
+			magpie_stanza_set_attr(stanza, "from", NULL);
+			magpie_iq_dispatch(stanza, session, NULL, host, TRUE);
+		} else {
 			c2s_stream_error(session, "not-authorized", NULL);
+		}
 		break;
 	case C2S_STATE_BIND: {
 		MagpieElement *bind = iq_payload(stanza, "bind", NS_BIND);

@@ -21,6 +21,7 @@ typedef struct {
 	guint types;
 	MagpieIqFunc func;
 	gboolean host_only;
+	gboolean preauth;
 	MagpieModule *mod;
 } IqOwner;
 
@@ -106,6 +107,7 @@ magpie_iq_register(MagpieModule *mod, const MagpieIqSpec *spec, GError **error)
 	owner->types = spec->types;
 	owner->func = spec->func;
 	owner->host_only = spec->host_only;
+	owner->preauth = spec->preauth;
 	owner->mod = mod;
 	g_hash_table_insert(iq_owners, key, owner);
 	return TRUE;
@@ -128,11 +130,20 @@ magpie_iq_unregister_module(MagpieModule *mod)
 
 /* Replies */
 
-/* Route @reply (an answer to a request from @sender) from @reply_from. */
+/* Route @reply (an answer to a request from @sender) from @reply_from. A
+ * request from a stream that has not authenticated has no sender: the
+ * answer goes back on that stream as it is. */
 static void
-iq_route_reply(MagpieStanza *reply, MagpieJid *sender, MagpieJid *reply_from)
+iq_route_reply(MagpieSession *session, MagpieStanza *reply, MagpieJid *sender,
+               MagpieJid *reply_from)
 {
 	if (sender == NULL) {
+		if (session != NULL && magpie_session_jid(session) == NULL) {
+			magpie_stanza_set_attr(reply, "to", NULL);
+			magpie_stanza_set_attr(reply, "from", NULL);
+			magpie_session_send(session, reply);
+			return;
+		}
 		g_debug("IQ reply with no sender to go to: dropped");
 		return;
 	}
@@ -141,14 +152,14 @@ iq_route_reply(MagpieStanza *reply, MagpieJid *sender, MagpieJid *reply_from)
 }
 
 static void
-iq_send_error(MagpieStanza *iq, MagpieJid *sender, MagpieJid *reply_from, const char *type,
-              const char *condition, const char *text)
+iq_send_error(MagpieSession *session, MagpieStanza *iq, MagpieJid *sender, MagpieJid *reply_from,
+              const char *type, const char *condition, const char *text)
 {
 	g_autoptr(MagpieStanza) error = magpie_stanza_error_new(iq, type, condition, text);
 
 	if (error == NULL)
 		return;
-	iq_route_reply(error, sender, reply_from);
+	iq_route_reply(session, error, sender, reply_from);
 }
 
 MagpieIqType
@@ -221,8 +232,8 @@ magpie_iq_request_unref(MagpieIqRequest *req)
 		          req->payload ? magpie_element_ns(req->payload) : "",
 		          req->payload ? magpie_element_name(req->payload) : "");
 		req->answered = TRUE;
-		iq_send_error(req->stanza, req->from, req->to, "cancel", "internal-server-error",
-		              NULL);
+		iq_send_error(req->session, req->stanza, req->from, req->to, "cancel",
+		              "internal-server-error", NULL);
 	}
 	magpie_stanza_unref(req->stanza);
 	g_clear_pointer(&req->from, magpie_jid_unref);
@@ -258,7 +269,7 @@ magpie_iq_send_result(MagpieIqRequest *req, MagpieStanza *result)
 	g_return_if_fail(!req->answered);
 
 	req->answered = TRUE;
-	iq_route_reply(result, req->from, req->to);
+	iq_route_reply(req->session, result, req->from, req->to);
 }
 
 void
@@ -284,7 +295,7 @@ magpie_iq_reply_error(MagpieIqRequest *req, const char *type, const char *condit
 	g_return_if_fail(!req->answered);
 
 	req->answered = TRUE;
-	iq_send_error(req->stanza, req->from, req->to, type, condition, text);
+	iq_send_error(req->session, req->stanza, req->from, req->to, type, condition, text);
 }
 
 /* Dispatch */
@@ -307,12 +318,12 @@ iq_dispatch_owner(MagpieStanza *iq, MagpieSession *session, MagpieJid *from, Mag
 	} else if (g_strcmp0(type, "set") == 0) {
 		iq_type = MAGPIE_IQ_SET;
 	} else {
-		iq_send_error(iq, from, to, "modify", "bad-request", NULL);
+		iq_send_error(session, iq, from, to, "modify", "bad-request", NULL);
 		return;
 	}
 	/* RFC 6120 §8.2.3: a get or set has exactly one child. */
 	if (magpie_element_count_children(root) != 1) {
-		iq_send_error(iq, from, to, "modify", "bad-request",
+		iq_send_error(session, iq, from, to, "modify", "bad-request",
 		              "An IQ get or set must contain exactly one child element");
 		return;
 	}
@@ -324,8 +335,9 @@ iq_dispatch_owner(MagpieStanza *iq, MagpieSession *session, MagpieJid *from, Mag
 
 		owner = g_hash_table_lookup(iq_owners, key);
 	}
-	if (owner == NULL || (owner->host_only && !to_host) || !(owner->types & iq_type)) {
-		iq_send_error(iq, from, to, "cancel", "service-unavailable", NULL);
+	if (owner == NULL || (owner->host_only && !to_host) || !(owner->types & iq_type) ||
+	    (session != NULL && magpie_session_jid(session) == NULL && !owner->preauth)) {
+		iq_send_error(session, iq, from, to, "cancel", "service-unavailable", NULL);
 		return;
 	}
 

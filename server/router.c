@@ -408,20 +408,44 @@ deliver_to_own_resources(MagpieSession *session, MagpieStanza *presence)
 	}
 }
 
+/* presence.broadcast done: unless a module stopped it, the account's own
+ * resources get it (modules have decorated it by now, e.g. the vCard
+ * photo hash); then, for initial presence, session.available. */
+static void
+broadcast_done(MagpieStanzaEvent *ev, MagpieHookResult result, gpointer user_data)
+{
+	MagpieSession *session = magpie_event_session(ev);
+	MagpieStanza *presence = magpie_event_stanza(ev);
+	gboolean initial = GPOINTER_TO_INT(user_data);
+
+	if (result != MAGPIE_HOOK_STOP)
+		deliver_to_own_resources(session, presence);
+	if (initial && session->available)
+		magpie_hook_fire(MAGPIE_EVENT_SESSION_AVAILABLE, presence, session, session->jid,
+		                 NULL);
+}
+
+static void
+reply_bad_request(MagpieSession *session, MagpieStanza *presence, const char *text)
+{
+	g_autoptr(MagpieStanza) error =
+	        magpie_stanza_error_new(presence, "modify", "bad-request", text);
+
+	if (error) {
+		magpie_stanza_set_attr(error, "from", NULL);
+		magpie_session_send(session, error);
+	}
+}
+
 void
 magpie_router_self_presence(MagpieSession *session, MagpieStanza *presence)
 {
 	const char *type = magpie_stanza_get_attr(presence, "type");
+	gboolean initial = FALSE;
 
 	if (type && !g_str_equal(type, "unavailable")) {
-		if (g_str_equal(type, "error"))
-			return;
-		g_autoptr(MagpieStanza) error =
-		        magpie_stanza_error_new(presence, "modify", "bad-request", NULL);
-		if (error) {
-			magpie_stanza_set_attr(error, "from", NULL);
-			magpie_session_send(session, error);
-		}
+		if (!g_str_equal(type, "error"))
+			reply_bad_request(session, presence, NULL);
 		return;
 	}
 	if (!type) {
@@ -432,34 +456,26 @@ magpie_router_self_presence(MagpieSession *session, MagpieStanza *presence)
 			char *end;
 			gint64 v = g_ascii_strtoll(g_strstrip(prio), &end, 10);
 			if (*end || end == prio || v < -128 || v > 127) {
-				g_autoptr(MagpieStanza) error = magpie_stanza_error_new(
-				        presence, "modify", "bad-request", "Priority is -128..127");
-				if (error) {
-					magpie_stanza_set_attr(error, "from", NULL);
-					magpie_session_send(session, error);
-				}
+				reply_bad_request(session, presence, "Priority is -128..127");
 				return;
 			}
 			priority = v;
 		}
-		gboolean initial = !session->available;
+		initial = !session->available;
 		session->available = TRUE;
 		session->priority = priority;
 		g_clear_pointer(&session->presence, magpie_stanza_unref);
 		session->presence = magpie_stanza_ref(presence);
-		deliver_to_own_resources(session, presence);
-		if (initial)
-			magpie_hook_fire(MAGPIE_EVENT_SESSION_AVAILABLE, presence, session,
-			                 session->jid, NULL);
 	} else {
 		if (!session->available)
 			return;
 		session->available = FALSE;
 		session->priority = 0;
 		g_clear_pointer(&session->presence, magpie_stanza_unref);
-		deliver_to_own_resources(session, presence);
 	}
-	magpie_hook_fire(MAGPIE_EVENT_PRESENCE_BROADCAST, presence, session, session->jid, NULL);
+	g_autoptr(MagpieStanzaEvent) ev = magpie_event_new(MAGPIE_EVENT_PRESENCE_BROADCAST,
+	                                                   presence, session, session->jid, NULL);
+	magpie_hook_run(ev, broadcast_done, GINT_TO_POINTER(initial));
 }
 
 void
@@ -472,9 +488,9 @@ magpie_router_session_ended(MagpieSession *session)
 		magpie_stanza_set_attr(unavailable, "from", magpie_jid_string(session->jid));
 		session->available = FALSE;
 		g_clear_pointer(&session->presence, magpie_stanza_unref);
-		deliver_to_own_resources(session, unavailable);
-		magpie_hook_fire(MAGPIE_EVENT_PRESENCE_BROADCAST, unavailable, session,
-		                 session->jid, NULL);
+		g_autoptr(MagpieStanzaEvent) ev = magpie_event_new(
+		        MAGPIE_EVENT_PRESENCE_BROADCAST, unavailable, session, session->jid, NULL);
+		magpie_hook_run(ev, broadcast_done, GINT_TO_POINTER(FALSE));
 	}
 	magpie_hook_fire(MAGPIE_EVENT_SESSION_END, NULL, session, session->jid, NULL);
 }

@@ -165,6 +165,20 @@ magpie_session_jid(MagpieSession *session)
 	return session->jid;
 }
 
+gboolean
+magpie_session_is_authenticated(MagpieSession *session)
+{
+	g_return_val_if_fail(session != NULL, FALSE);
+	return session->username != NULL;
+}
+
+const char *
+magpie_session_peer(MagpieSession *session)
+{
+	g_return_val_if_fail(session != NULL, NULL);
+	return session->peer;
+}
+
 const char *
 magpie_session_host(MagpieSession *session)
 {

@@ -35,6 +35,13 @@
 #define MAGPIE_EVENT_IQ_BARE "iq.bare"
 #define MAGPIE_EVENT_IQ_FULL "iq.full"
 
+/* Stream features being offered to a client (after TLS, before and after
+ * authentication): the event's stanza is the <stream:features/> element;
+ * handlers append their feature elements to its root. The event's session
+ * tells the stage (magpie_session_is_authenticated()). Handlers must answer
+ * at once: PENDING is not allowed here. */
+#define MAGPIE_EVENT_STREAM_FEATURES "stream.features"
+
 /* Session life cycle (no stanza, or the presence that caused it). */
 #define MAGPIE_EVENT_SESSION_BOUND     "session.bound"     /* resource bound */
 #define MAGPIE_EVENT_SESSION_AVAILABLE "session.available" /* initial presence */

@@ -26,6 +26,10 @@ typedef struct {
 	/* Where the handler answers: FALSE (default) = the host and users'
 	 * bare JIDs; TRUE = only IQs addressed to the host itself. */
 	gboolean host_only;
+	/* Also answered on a stream that has not authenticated yet (XEP-0077
+	 * in-band registration): the request then has a session but no
+	 * 'from', and the reply goes straight back on that stream. */
+	gboolean preauth;
 } MagpieIqSpec;
 
 MAGPIE_API MagpieIqType magpie_iq_request_type(MagpieIqRequest *req);

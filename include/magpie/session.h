@@ -5,6 +5,11 @@
 
 G_BEGIN_DECLS
 
+/* Has the stream authenticated (SASL success)? A session may be
+ * authenticated and not yet bound. */
+MAGPIE_API gboolean magpie_session_is_authenticated(MagpieSession *session);
+/* The client's address (for per-address limits and logs). (transfer none) */
+MAGPIE_API const char *magpie_session_peer(MagpieSession *session);
 /* (transfer none) the full JID once bound, else NULL. */
 MAGPIE_API MagpieJid *magpie_session_jid(MagpieSession *session);
 MAGPIE_API const char *magpie_session_host(MagpieSession *session);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <magpie/version.h>
+#include <magpie/account.h>
 #include <magpie/stanza.h>
 #include <magpie/jid.h>
 #include <magpie/events.h>

@@ -104,19 +104,73 @@ conn_clear_remainder(MagpieConn *conn)
 	conn->remainder_len = 0;
 }
 
-/* Discard what the peer still sends so close() does not turn into a reset
- * that could destroy our last bytes in flight. Bounded. */
+/* Lingering close. A socket closed with unread input sends a reset, and a
+ * reset can make the peer's kernel throw away our last bytes (the stream
+ * error) before the client read them. So after shutdown(SHUT_WR) a dup of
+ * the socket stays open, discarding input, until the peer closes too or
+ * CONN_LINGER_MS pass. Bounded in number, so a flood of closes cannot use
+ * up the process's descriptors. */
+#define CONN_LINGER_MS  2000
+#define CONN_LINGER_MAX 1024
+
+static guint conn_lingering;
+
+typedef struct {
+	int fd;
+	gint64 deadline;
+} ConnLinger;
+
+static void
+conn_linger_free(gpointer data)
+{
+	ConnLinger *linger = data;
+
+	close(linger->fd);
+	conn_lingering--;
+	g_free(linger);
+}
+
+static gboolean
+conn_linger_cb(gint fd, GIOCondition condition, gpointer data)
+{
+	ConnLinger *linger = data;
+	char buf[4096];
+
+	for (int i = 0; i < 64; i++) {
+		gssize n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			return G_SOURCE_REMOVE;
+		if (n < 0)
+			break;
+	}
+	return g_get_monotonic_time() < linger->deadline ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+static gboolean
+conn_linger_timeout(gpointer data)
+{
+	g_source_destroy(data);
+	return G_SOURCE_REMOVE;
+}
+
 static void
 conn_drain_input(MagpieConn *conn)
 {
-	char buf[4096];
+	int fd;
 
-	for (int i = 0; i < 16; i++) {
-		gssize n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
-
-		if (n <= 0)
-			break;
-	}
+	if (conn_lingering >= CONN_LINGER_MAX || (fd = dup(conn->fd)) < 0)
+		return;
+	ConnLinger *linger = g_new0(ConnLinger, 1);
+	linger->fd = fd;
+	linger->deadline = g_get_monotonic_time() + CONN_LINGER_MS * 1000;
+	conn_lingering++;
+	GSource *watch = g_unix_fd_source_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
+	g_source_set_callback(watch, G_SOURCE_FUNC(conn_linger_cb), linger, conn_linger_free);
+	g_source_attach(watch, NULL);
+	/* The watch may never fire (a silent peer): end it by the deadline. */
+	g_timeout_add_full(G_PRIORITY_DEFAULT, CONN_LINGER_MS, conn_linger_timeout, watch,
+	                   (GDestroyNotify) g_source_unref);
 }
 
 /* The end of the connection: shut the socket down, free the buffers and

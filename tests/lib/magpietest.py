@@ -21,6 +21,7 @@ Run with the Debian python (/usr/bin/python3): it has slixmpp 1.8.3.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -112,6 +113,21 @@ class Sandbox:
         if p.returncode != 0:
             raise Failure("psql: %s" % p.stderr.strip())
         return [line.split("\t") for line in p.stdout.splitlines() if line]
+
+    @contextlib.contextmanager
+    def conf_d(self, name, text, reload=True):
+        """Write DIR/etc/conf.d/NAME and reload; on leaving, remove it and
+        reload again, so the next test sees the sandbox as it was. Yields
+        the file's path."""
+        path = self.dir / "etc" / "conf.d" / name
+        path.write_text(text)
+        try:
+            if reload:
+                self.ctl("reload")
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+            self.ctl("reload")
 
 
 _sandbox = None
@@ -442,6 +458,59 @@ class RawStream:
         ctx = ssl.create_default_context(cafile=str(sb.cert))
         await asyncio.wait_for(self.writer.start_tls(ctx, server_hostname=sb.domain), timeout)
         self.buf = ""
+
+    @classmethod
+    async def logged_in(cls, jid=None, password=None, resource="raw", timeout=WAIT):
+        """A raw stream logged in the way a minimal client does it:
+        STARTTLS, SASL PLAIN, stream restart, bind (no session, no
+        presence). Without jid, a fresh account is made. Sets self.jid
+        (the bound full JID); self.buf is empty afterwards."""
+        import base64
+        if jid is None:
+            jid, password = account("raw")
+        self = await cls.open(timeout=timeout)
+        try:
+            self.header()
+            await self.read_until(r"</stream:features>", timeout)
+            self.send("<starttls xmlns='%s'/>" % NS_TLS)
+            await self.read_until(r"<proceed", timeout)
+            await self.starttls(timeout)
+            self.header()
+            await self.read_until(r"</stream:features>", timeout)
+            blob = base64.b64encode(b"\0" + jid.split("@")[0].encode() + b"\0"
+                                    + password.encode()).decode()
+            self.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (NS_SASL, blob))
+            await self.read_until(r"<success[^>]*(/>|</success>)", timeout)
+            self.buf = ""
+            self.header()
+            await self.read_until(r"</stream:features>", timeout)
+            self.send("<iq type='set' id='bind-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                      "<resource>%s</resource></bind></iq>" % resource)
+            reply = await self.read_iq("bind-1", timeout)
+            j = re.search(r"<jid>([^<]+)</jid>", reply)
+            if not j:
+                raise Failure("bind failed: " + reply)
+            self.jid = j.group(1)
+            self.buf = ""
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def ping(self, id="ping-1", timeout=WAIT):
+        """Send a ping IQ to the server domain and wait for its answer
+        (result or error); returns the reply's text."""
+        self.send("<iq type='get' id='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+                  % (id, sandbox().domain))
+        return await self.read_iq(id, timeout)
+
+    async def read_iq(self, id, timeout=WAIT):
+        """Wait for the <iq> with this id; returns its text and drops
+        everything received up to its end from self.buf."""
+        m = await self.read_until(r"<iq[^>]*\sid=['\"]%s['\"][^>]*?(/>|>.*?</iq>)" % re.escape(id),
+                                  timeout)
+        self.buf = self.buf[m.end():]
+        return m.group(0)
 
     async def read_until(self, pattern, timeout=WAIT):
         """Read until the received text matches the regex; returns the

@@ -213,7 +213,7 @@ magpie_server_reload(GError **error)
 }
 
 /* docs/admin.md, "Notifications": SQL changes to accounts take effect at
- * once. The payload is "<op> <user@host>". */
+ * once, whatever made them. The payload is "<op> <user@host>". */
 static void
 on_account_notify(const char *channel, const char *payload, gpointer user_data)
 {
@@ -222,6 +222,13 @@ on_account_notify(const char *channel, const char *payload, gpointer user_data)
 
 	if (!parts[0] || !parts[1]) {
 		g_message("account notification with an unexpected payload ignored");
+		return;
+	}
+	g_autoptr(MagpieJid) jid = magpie_jid_parse(parts[1], NULL);
+	if (!jid)
+		return;
+	if (g_str_equal(parts[0], "created")) {
+		magpie_hook_fire(MAGPIE_EVENT_USER_CREATED, NULL, NULL, jid, NULL);
 		return;
 	}
 	if (g_str_equal(parts[0], "disabled"))
@@ -235,6 +242,8 @@ on_account_notify(const char *channel, const char *payload, gpointer user_data)
 		return;
 	if (n > 0)
 		g_info("account %s %s: %u session(s) closed", parts[1], parts[0], n);
+	if (g_str_equal(parts[0], "deleted"))
+		magpie_hook_fire(MAGPIE_EVENT_USER_DELETED, NULL, NULL, jid, NULL);
 }
 
 void

@@ -47,6 +47,8 @@
 #define MAGPIE_EVENT_SESSION_AVAILABLE "session.available" /* initial presence */
 #define MAGPIE_EVENT_SESSION_END       "session.end"       /* the stanza is NULL */
 
-/* Account changes (stanza NULL; the event's 'from' is the account's bare JID). */
+/* Account changes (stanza NULL; the event's 'from' is the account's bare JID),
+ * fired from the database's NOTIFY, so for accounts made or deleted by
+ * magpiectl, a module or SQL alike. */
 #define MAGPIE_EVENT_USER_CREATED "user.created"
 #define MAGPIE_EVENT_USER_DELETED "user.deleted"

@@ -354,16 +354,6 @@ route(MagpieStanza *stanza, MagpieSession *origin, MagpieJid *from, MagpieJid *t
 		dispatch(stanza, origin, from, to);
 }
 
-/* presence.out let it through: on through the whole pipeline. */
-static void
-out_done(MagpieStanzaEvent *ev, MagpieHookResult result, gpointer user_data)
-{
-	if (result == MAGPIE_HOOK_STOP)
-		return;
-	route(magpie_event_stanza(ev), magpie_event_session(ev), magpie_event_from(ev),
-	      magpie_event_to(ev));
-}
-
 void
 magpie_route(MagpieStanza *stanza, MagpieJid *from)
 {
@@ -380,19 +370,47 @@ magpie_route(MagpieStanza *stanza, MagpieJid *from)
 	route(stanza, NULL, from, to);
 }
 
+/* presence.out let an outbound subscription stanza through. */
+static void
+out_done(MagpieStanzaEvent *ev, MagpieHookResult result, gpointer user_data)
+{
+	if (result == MAGPIE_HOOK_STOP)
+		return;
+	dispatch(magpie_event_stanza(ev), magpie_event_session(ev), magpie_event_from(ev),
+	         magpie_event_to(ev));
+}
+
+/* A client's stanza once stanza.pre let it through: outbound subscription
+ * state changes (RFC 6121 §3) only now, so a stanza that stanza.pre refused
+ * (blocking) changes no state. */
+static void
+client_outbound(MagpieStanza *stanza, MagpieSession *session, MagpieJid *from, MagpieJid *to)
+{
+	if (stanza_kind(stanza) == KIND_PRESENCE && is_subscription_type(stanza))
+		run_event(MAGPIE_EVENT_PRESENCE_OUT, stanza, session, from, to, out_done);
+	else
+		dispatch(stanza, session, from, to);
+}
+
+static void
+client_pre_done(MagpieStanzaEvent *ev, MagpieHookResult result, gpointer user_data)
+{
+	if (result == MAGPIE_HOOK_STOP)
+		return;
+	client_outbound(magpie_event_stanza(ev), magpie_event_session(ev), magpie_event_from(ev),
+	                magpie_event_to(ev));
+}
+
 void
 magpie_router_from_session(MagpieStanza *stanza, MagpieSession *session, MagpieJid *to)
 {
 	g_autoptr(MagpieJid) target = to ? magpie_jid_ref(to) : magpie_jid_bare(session->jid);
 
-	if (stanza_kind(stanza) == KIND_PRESENCE && is_subscription_type(stanza)) {
-		/* Outbound subscription handling first (RFC 6121 §3), then on. */
-		g_autoptr(MagpieStanzaEvent) ev = magpie_event_new(
-		        MAGPIE_EVENT_PRESENCE_OUT, stanza, session, session->jid, target);
-		magpie_hook_run(ev, out_done, NULL);
-		return;
-	}
-	route(stanza, session, session->jid, target);
+	if (magpie_hook_has_handlers(MAGPIE_EVENT_STANZA_PRE))
+		run_event(MAGPIE_EVENT_STANZA_PRE, stanza, session, session->jid, target,
+		          client_pre_done);
+	else
+		client_outbound(stanza, session, session->jid, target);
 }
 
 /* RFC 6121 §4.2.2, §4.4.2: the account's available resources, the sender

@@ -2,6 +2,7 @@
  * derived in a worker thread (PBKDF2 is too slow for the main loop at high
  * iteration counts); everything else is one parameterized statement. */
 #include "accounts.h"
+#include "pg-pool.h"
 
 #include <string.h>
 
@@ -246,6 +247,8 @@ void
 magpie_account_op_async(MagpieAccountOp op, const char *jid, const char *password,
                         GAsyncReadyCallback callback, gpointer user_data)
 {
+	if (magpie_async_callback_guard)
+		magpie_async_callback_guard(&callback, &user_data);
 	g_autoptr(GTask) task = g_task_new(NULL, NULL, callback, user_data);
 	g_autoptr(GError) error = NULL;
 	AccountOp *data;
@@ -351,6 +354,8 @@ account_list_done(GObject *source, GAsyncResult *result, gpointer user_data)
 void
 magpie_account_list_async(const char *host, GAsyncReadyCallback callback, gpointer user_data)
 {
+	if (magpie_async_callback_guard)
+		magpie_async_callback_guard(&callback, &user_data);
 	GTask *task = g_task_new(NULL, NULL, callback, user_data);
 	g_autofree char *prepped = NULL;
 	const char *params[1];

@@ -10,7 +10,14 @@
  * opening the file again (the dynamic linker hands back the old code for a
  * path that is still open). A .so must never be overwritten in place while
  * loaded: install a new file and rename it.
+ *
+ * Asynchronous callbacks (PostgreSQL, account operations) may still be on
+ * their way when a module unloads; magpie_module_guard_callback() lets the
+ * core drop those of a module that is gone instead of jumping into code
+ * that is no longer mapped.
  */
+#define _GNU_SOURCE /* dladdr */
+#include <dlfcn.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +27,7 @@
 #include "config-file.h"
 #include "module-host.h"
 #include "module-internal.h"
+#include "pg-pool.h"
 #include "session-private.h"
 
 struct _MagpieModule {
@@ -34,13 +42,16 @@ struct _MagpieModule {
 	GPtrArray *features;   /* char *, added in load() */
 	GPtrArray *identities; /* char * triples */
 	GPtrArray *timeouts;   /* GSource * (ref) */
+	gconstpointer base;    /* load address of the object, for callback owners */
+	guint serial;          /* unique per load: a reload is a new module */
 };
 
 G_DEFINE_QUARK(magpie - module - error - quark, magpie_module_error)
 
 static char *module_dir;
-static GPtrArray *loaded_modules; /* MagpieModule *, load order */
-static GPtrArray *core_features;  /* char * */
+static GPtrArray *loaded_modules;    /* MagpieModule *, load order */
+static MagpieModule *module_in_load; /* inside its load() */
+static GPtrArray *core_features;     /* char * */
 static gint64 server_start_time;
 
 static const char *const core_events[] = {
@@ -74,6 +85,7 @@ magpie_modules_init(const char *dir)
 	modules_ensure();
 	g_free(module_dir);
 	module_dir = g_strdup(dir ? dir : MAGPIE_MODULE_DIR);
+	magpie_async_callback_guard = magpie_module_guard_callback;
 }
 
 static const char *
@@ -334,7 +346,80 @@ module_new(const char *name, char *path, GModule *gmodule, const MagpieModuleInf
 	mod->features = g_ptr_array_new_with_free_func(g_free);
 	mod->identities = g_ptr_array_new_with_free_func(g_free);
 	mod->timeouts = g_ptr_array_new();
+
+	static guint serials;
+	Dl_info where;
+	mod->serial = ++serials;
+	if (dladdr(info, &where) && where.dli_fbase)
+		mod->base = where.dli_fbase;
 	return mod;
+}
+
+/* The serial of the loaded module whose code @address is in, or 0 (core
+ * code, or no module we know). */
+static guint
+module_serial_of(gconstpointer address)
+{
+	Dl_info where;
+
+	if (!dladdr(address, &where) || !where.dli_fbase)
+		return 0;
+	/* From inside load(): not in loaded_modules yet. */
+	if (module_in_load != NULL && module_in_load->base == where.dli_fbase)
+		return module_in_load->serial;
+	for (guint i = 0; loaded_modules && i < loaded_modules->len; i++) {
+		MagpieModule *mod = loaded_modules->pdata[i];
+		if (mod->base == where.dli_fbase)
+			return mod->serial;
+	}
+	return 0;
+}
+
+static gboolean
+module_serial_loaded(guint serial)
+{
+	if (module_in_load != NULL && module_in_load->serial == serial)
+		return TRUE;
+	for (guint i = 0; loaded_modules && i < loaded_modules->len; i++) {
+		if (((MagpieModule *) loaded_modules->pdata[i])->serial == serial)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+typedef struct {
+	GAsyncReadyCallback callback;
+	gpointer user_data;
+	guint serial;
+} CallbackGuard;
+
+static void
+guard_trampoline(GObject *source, GAsyncResult *result, gpointer data)
+{
+	CallbackGuard *guard = data;
+
+	if (module_serial_loaded(guard->serial))
+		guard->callback(source, result, guard->user_data);
+	else
+		/* Its user_data is the module's to free, and the module is
+		 * gone: a small leak beats a jump into unmapped code. */
+		g_debug("dropped the completion of an operation of an unloaded module");
+	g_free(guard);
+}
+
+void
+magpie_module_guard_callback(GAsyncReadyCallback *callback_inout, gpointer *user_data_inout)
+{
+	guint serial;
+
+	if (*callback_inout == NULL || (serial = module_serial_of(*callback_inout)) == 0)
+		return;
+	CallbackGuard *guard = g_new(CallbackGuard, 1);
+	guard->callback = *callback_inout;
+	guard->user_data = *user_data_inout;
+	guard->serial = serial;
+	*callback_inout = guard_trampoline;
+	*user_data_inout = guard;
 }
 
 static void
@@ -513,7 +598,10 @@ module_load_one(const char *name, GPtrArray *stack, GPtrArray *newly, GError **e
 		module_free(mod);
 		return FALSE;
 	}
-	if (info->load && !info->load(mod, &local_error)) {
+	module_in_load = mod;
+	gboolean loaded = !info->load || info->load(mod, &local_error);
+	module_in_load = NULL;
+	if (!loaded) {
 		g_set_error(error, MAGPIE_MODULE_ERROR, MAGPIE_MODULE_ERROR_LOAD,
 		            "module %s refused to load: %s", name,
 		            local_error ? local_error->message : "(no reason given)");

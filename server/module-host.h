@@ -72,6 +72,12 @@ gboolean magpie_iq_handle_response(MagpieStanza *iq, MagpieJid *to);
  * magpie_disco_features() whatever modules are loaded. */
 void magpie_disco_add_core_feature(const char *feature);
 
+/* For the core's asynchronous APIs that take a GAsyncReadyCallback from
+ * modules: if @callback_inout is in a loaded module's code, replace the
+ * pair with a trampoline that calls it only while that module (that very
+ * load of it) is still loaded. Core callbacks are left as they are. */
+void magpie_module_guard_callback(GAsyncReadyCallback *callback_inout, gpointer *user_data_inout);
+
 /* Control commands of loaded modules: "<module> <cmd>". */
 const MagpieControlSpec *magpie_modules_find_command(const char *module, const char *command,
                                                      MagpieModule **mod_out);

@@ -32,4 +32,10 @@ typedef struct {
 } MagpiePgStats;
 void magpie_pg_get_stats(MagpiePgStats *stats_out);
 
+/* Installed by the module host (magpie_module_guard_callback): wraps a
+ * callback that lives in a module so it is dropped if the module unloads
+ * first. NULL (tests without modules): callbacks are used as given. Used by
+ * every asynchronous API that takes a callback from modules. */
+extern void (*magpie_async_callback_guard)(GAsyncReadyCallback *callback, gpointer *user_data);
+
 G_END_DECLS

@@ -1112,10 +1112,15 @@ magpie_pg_is_available(void)
 
 /* ---- the public API ---- */
 
+void (*magpie_async_callback_guard)(GAsyncReadyCallback *callback, gpointer *user_data);
+
 static void
 op_start(PgOp *op, GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data,
          gpointer source_tag)
 {
+	/* A module may unload before the answer comes. */
+	if (magpie_async_callback_guard)
+		magpie_async_callback_guard(&callback, &user_data);
 	op->task = g_task_new(NULL, cancellable, callback, user_data);
 	g_task_set_source_tag(op->task, source_tag);
 	/* We return MAGPIE_PG_ERROR_CANCELLED ourselves. */
@@ -1170,6 +1175,8 @@ magpie_pg_transaction_async(const char *const *sqls, const guint *n_params,
 		n++;
 	}
 	if (n == 0) {
+		if (magpie_async_callback_guard)
+			magpie_async_callback_guard(&callback, &user_data);
 		g_task_report_new_error(NULL, callback, user_data, magpie_pg_transaction_async,
 		                        MAGPIE_PG_ERROR, MAGPIE_PG_ERROR_QUERY,
 		                        "empty transaction");

@@ -8,6 +8,7 @@
 #include "build-config.h"
 #include "config-file.h"
 #include "module-host.h"
+#include "pg-pool.h"
 #include "module-internal.h"
 
 #define NS_ALPHA       "urn:test:alpha"
@@ -736,6 +737,73 @@ test_shipped_conf(void)
 	cleanup();
 }
 
+static guint pgwait_calls;
+
+static MagpieHookResult
+count_pgwait(MagpieModule *mod, MagpieStanzaEvent *ev)
+{
+	pgwait_calls++;
+	return MAGPIE_HOOK_CONTINUE;
+}
+
+static void
+run_for(guint ms)
+{
+	gint64 end = g_get_monotonic_time() + ms * 1000;
+
+	while (g_get_monotonic_time() < end) {
+		if (!g_main_context_iteration(NULL, FALSE))
+			g_usleep(1000);
+	}
+}
+
+/* A query a module started is answered after the module unloaded: the
+ * answer must be dropped (its callback's code is unmapped). No database
+ * here, so every query fails after the query timeout: a late answer. */
+static void
+test_async_after_unload(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *sockdir = g_dir_make_tmp("magpie-test-nopg-XXXXXX", NULL);
+	g_autofree char *conninfo = g_strdup_printf("host=%s dbname=none", sockdir);
+	MagpiePgSettings settings = {
+		.conninfo = conninfo,
+		.pool_size = 1,
+		.query_timeout_ms = 100,
+		.reconnect_max_ms = 1000,
+	};
+
+	magpie_pg_start(&settings);
+	magpie_hook_add_core("test.pgwait.done", count_pgwait, MAGPIE_PRIORITY_DEFAULT);
+
+	/* Control: loaded, the module's callback runs once the query fails. */
+	g_assert_true(magpie_modules_load("pgwait", &error));
+	g_assert_no_error(error);
+	run_for(400);
+	g_assert_cmpuint(pgwait_calls, ==, 1);
+	g_assert_true(magpie_modules_unload("pgwait", FALSE, &error));
+
+	/* Unloaded before the answer: dropped, and no crash. */
+	g_assert_true(magpie_modules_load("pgwait", &error));
+	g_assert_true(magpie_modules_unload("pgwait", FALSE, &error));
+	g_assert_no_error(error);
+	run_for(400);
+	g_assert_cmpuint(pgwait_calls, ==, 1);
+
+	/* A reload is a new module: the old load's answer is dropped, the new
+	 * load's delivered. */
+	g_assert_true(magpie_modules_load("pgwait", &error));
+	g_assert_true(magpie_modules_reload("pgwait", &error));
+	g_assert_no_error(error);
+	run_for(400);
+	g_assert_cmpuint(pgwait_calls, ==, 2);
+
+	magpie_hook_remove_core("test.pgwait.done", count_pgwait);
+	magpie_pg_stop();
+	g_rmdir(sockdir);
+	cleanup();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -763,6 +831,7 @@ main(int argc, char **argv)
 	g_test_add_func("/module/shipped/disco-version", test_shipped_modules);
 	g_test_add_func("/module/shipped/ping", test_shipped_ping);
 	g_test_add_func("/module/shipped/conf", test_shipped_conf);
+	g_test_add_func("/module/async-after-unload", test_async_after_unload);
 	ret = g_test_run();
 
 	g_ptr_array_unref(sent);

@@ -33,6 +33,9 @@
 #define PARSER_RELEASE_US (10 * G_USEC_PER_SEC)
 
 static GSource *sweep_source;
+/* [c2s] max-output-queue, read per stanza delivered: cached, refreshed by
+ * the sweep (a reload takes effect within its period). */
+static gsize max_output_queue = 1024 * 1024;
 
 static void c2s_stream_error(MagpieSession *session, const char *condition, const char *text);
 
@@ -81,8 +84,7 @@ magpie_session_send(MagpieSession *session, MagpieStanza *stanza)
 
 	if (session->state == C2S_STATE_CLOSED || !session->conn)
 		return;
-	if (magpie_conn_output_queued(session->conn) >
-	    (gsize) magpie_core_int("c2s", "max-output-queue")) {
+	if (magpie_conn_output_queued(session->conn) > max_output_queue) {
 		g_message("c2s %s: the client does not read; output queue over limit",
 		          session->jid ? magpie_jid_string(session->jid) : session->peer);
 		c2s_stream_error(session, "policy-violation", "Output queue over limit");
@@ -822,6 +824,7 @@ sweep(gpointer data)
 	gint64 auth_us = magpie_core_int("c2s", "auth-timeout") * 1000;
 	g_autoptr(GPtrArray) all = magpie_sessions_all_streams();
 
+	max_output_queue = magpie_core_int("c2s", "max-output-queue");
 	for (guint i = 0; i < all->len; i++) {
 		MagpieSession *s = all->pdata[i];
 		if (s->state == C2S_STATE_CLOSED || !s->conn)
@@ -862,6 +865,7 @@ magpie_c2s_accept(int fd, const char *peer, gboolean direct_tls)
 	magpie_session_register(session);
 	magpie_stats.connections_total++;
 	if (!sweep_source) {
+		max_output_queue = magpie_core_int("c2s", "max-output-queue");
 		sweep_source = g_timeout_source_new_seconds(5);
 		g_source_set_callback(sweep_source, sweep, NULL, NULL);
 		g_source_attach(sweep_source, NULL);

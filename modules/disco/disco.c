@@ -32,10 +32,39 @@ disco_add_feature(MagpieElement *query, const char *var)
 }
 
 static void
+disco_reply_account(MagpieIqRequest *req)
+{
+	g_autoptr(MagpieStanza) result = magpie_iq_result_new(req);
+	MagpieElement *query =
+	        magpie_element_add_child(magpie_stanza_root(result), "query", NS_DISCO_INFO);
+
+	disco_add_identity(query, "account", "registered", NULL);
+	disco_add_feature(query, NS_DISCO_INFO);
+	disco_add_feature(query, NS_DISCO_ITEMS);
+	magpie_iq_send_result(req, result);
+}
+
+static void
+disco_subscription_checked(GObject *source, GAsyncResult *res, gpointer user_data)
+{
+	g_autoptr(MagpieIqRequest) req = user_data;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(MagpiePgResult) rows = magpie_pg_query_finish(res, &error);
+
+	/* No subscription, no such account, or no roster module (the view
+	 * is missing): one answer for all, so nothing can be probed. */
+	if (rows != NULL && magpie_pg_result_rows(rows) > 0)
+		disco_reply_account(req);
+	else
+		magpie_iq_reply_error(req, "cancel", "service-unavailable", NULL);
+}
+
+static void
 disco_handle_info(MagpieModule *mod, MagpieIqRequest *req)
 {
 	MagpieElement *payload = magpie_iq_request_payload(req);
 	MagpieJid *to = magpie_iq_request_to(req);
+	MagpieJid *from = magpie_iq_request_from(req);
 	g_autoptr(MagpieStanza) result = NULL;
 	MagpieElement *query;
 
@@ -44,26 +73,34 @@ disco_handle_info(MagpieModule *mod, MagpieIqRequest *req)
 		magpie_iq_reply_error(req, "cancel", "item-not-found", NULL);
 		return;
 	}
+	if (to != NULL && magpie_jid_node(to) != NULL) {
+		/* XEP-0030 §4.3: the server answers for the account, to the
+		 * account itself and to contacts allowed to see its presence;
+		 * to anyone else it is indistinguishable from no account
+		 * (RFC 6121 §8.5.1). */
+		if (from != NULL && magpie_jid_bare_equal(from, to)) {
+			disco_reply_account(req);
+			return;
+		}
+		const char *params[] = { magpie_jid_bare_string(to),
+			                 from ? magpie_jid_bare_string(from) : "" };
+		magpie_pg_query_async("SELECT 1 FROM magpie_roster_view WHERE owner = $1 "
+		                      "AND contact = $2 AND subscription IN ('from', 'both')",
+		                      2, params, NULL, disco_subscription_checked,
+		                      magpie_iq_request_ref(req));
+		return;
+	}
 
 	result = magpie_iq_result_new(req);
 	query = magpie_element_add_child(magpie_stanza_root(result), "query", NS_DISCO_INFO);
+	g_autoptr(GPtrArray) identities = magpie_disco_identities();
+	g_autoptr(GPtrArray) features = magpie_disco_features();
 
-	if (to == NULL || magpie_jid_node(to) == NULL) {
-		g_autoptr(GPtrArray) identities = magpie_disco_identities();
-		g_autoptr(GPtrArray) features = magpie_disco_features();
-
-		for (guint i = 0; i + 2 < identities->len; i += 3)
-			disco_add_identity(query, identities->pdata[i], identities->pdata[i + 1],
-			                   identities->pdata[i + 2]);
-		for (guint i = 0; i < features->len; i++)
-			disco_add_feature(query, features->pdata[i]);
-	} else {
-		/* XEP-0030 §4.3: the server answers for the account itself.
-		 * The router only dispatches bare JIDs of existing accounts. */
-		disco_add_identity(query, "account", "registered", NULL);
-		disco_add_feature(query, NS_DISCO_INFO);
-		disco_add_feature(query, NS_DISCO_ITEMS);
-	}
+	for (guint i = 0; i + 2 < identities->len; i += 3)
+		disco_add_identity(query, identities->pdata[i], identities->pdata[i + 1],
+		                   identities->pdata[i + 2]);
+	for (guint i = 0; i < features->len; i++)
+		disco_add_feature(query, features->pdata[i]);
 	magpie_iq_send_result(req, result);
 }
 

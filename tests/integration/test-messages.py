@@ -107,6 +107,31 @@ async def _():
     mt.diag("server says it is %s %s" % (name, r["software_version"]["version"]))
 
 
+@mt.test("disco#info of an account: the account and its subscribers only (RFC 6121 8.5.1)")
+async def _():
+    sb = mt.sandbox()
+    info = "<query xmlns='http://jabber.org/protocol/disco#info'/>"
+    alice, bob, eve = await mt.clients(3)
+    a = alice.boundjid.bare
+    # The account itself.
+    r = await alice.iq_get(a, info)
+    mt.check_eq(r["type"], "result", "own account")
+    # A stranger: the same answer as for an account that does not exist.
+    r = await eve.iq_get(a, info)
+    mt.check_eq(mt.error_condition(r), "service-unavailable", "stranger")
+    r = await eve.iq_get("nobody-%s@%s" % (mt.unique("x"), sb.domain), info)
+    mt.check_eq(mt.error_condition(r), "service-unavailable", "no such account")
+    if sb.psql("SELECT to_regclass('magpie_roster_view') IS NOT NULL")[0][0] != "t":
+        raise mt.Skip("the roster module is not loaded")
+    # A contact allowed to see alice's presence.
+    sb.psql("SELECT magpie_roster_add(:'p1', :'p2', NULL, '{}', 'from')", a, bob.boundjid.bare)
+    r = await bob.iq_get(a, info)
+    mt.check_eq(r["type"], "result", "subscriber")
+    mt.check("account" in r.xml.find("{http://jabber.org/protocol/disco#info}query")
+             .find("{http://jabber.org/protocol/disco#info}identity").get("category"),
+             "account identity")
+
+
 @mt.test("disco#info of the server is answered")
 async def _():
     alice = await mt.client()

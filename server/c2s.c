@@ -854,7 +854,6 @@ magpie_c2s_accept(int fd, const char *peer, gboolean direct_tls)
 	session->refcount = 1;
 	session->peer = g_strdup(peer);
 	session->connected_at = g_get_real_time() / G_USEC_PER_SEC;
-	session->direct_tls = direct_tls;
 	session->state = C2S_STATE_HEADER;
 
 	MagpieXmlStreamLimits limits = {

@@ -35,8 +35,7 @@ struct _MagpieSession {
 	char *peer;
 	char *host; /* the virtual host of the stream */
 	char *stream_id;
-	gint64 connected_at; /* unix seconds */
-	gboolean direct_tls;
+	gint64 connected_at;      /* unix seconds */
 	gboolean header_sent;     /* our <stream:stream> went out */
 	gboolean restart;         /* reset the parser before the next feed */
 	gboolean inject_check;    /* STARTTLS: any byte left over is an injection */

@@ -1181,6 +1181,6 @@ magpie_control_stop(void)
 		g_clear_pointer(&control_requests, g_hash_table_unref);
 	}
 	if (control_path != NULL && unlink(control_path) < 0 && errno != ENOENT)
-		g_warning("control: cannot remove %s: %s", control_path, g_strerror(errno));
+		g_message("control: cannot remove %s: %s", control_path, g_strerror(errno));
 	g_clear_pointer(&control_path, g_free);
 }

@@ -1,19 +1,27 @@
 /* A connection in the main loop: plain TCP or GnuTLS record I/O on a
  * nonblocking fd (research/crux.md §3).
  *
- * The connection is itself a GSource: one unix fd watched with
- * g_source_modify_unix_fd() switching between IN and OUT, and the source's
- * ready time used for everything else (handshake deadline, close grace
- * period, re-delivery after magpie_conn_set_reading(), the closed()
- * notification). So an idle connection costs one allocation plus the
- * GnuTLS session, and a callback that frees the connection cannot pull the
- * memory from under a running dispatch (GLib holds a reference on the
- * source while it dispatches). */
+ * Connections are not GSources of their own: GLib walks every source of a
+ * context twice per loop iteration, so with thousands of connections the
+ * loop's bookkeeping would cost more than the traffic. One GSource, the
+ * connection loop, owns an epoll set holding every connection's fd
+ * (level-triggered, IN and/or OUT as the connection wants) and a ready
+ * list of connections to dispatch without waiting for their fd: data
+ * queued for writing (flushed in the same loop pass that queued it),
+ * re-delivery after magpie_conn_set_reading(), GnuTLS records decrypted
+ * but not yet read, the closed() notification. Deadlines (handshake,
+ * close grace period) are one small timer source per connection that has
+ * one, only while it has one. So a loop pass costs in proportion to the
+ * connections that are ready, an idle connection costs one allocation
+ * plus the GnuTLS session, and a callback that frees a connection cannot
+ * pull the memory from under a dispatch (the ready list holds a
+ * reference). */
 #include "conn.h"
 
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <netinet/in.h>
@@ -30,6 +38,11 @@
 /* Stop reading a peer that does not read what we send: its requests would
  * only make the queue grow. The owner disconnects at its own limit. */
 #define CONN_OUTPUT_READ_PAUSE (1024 * 1024)
+/* epoll events taken per loop pass, and passes over the ready list per
+ * dispatch (what one connection wrote to others goes out in the same
+ * dispatch; a connection with more to read waits for the next pass). */
+#define CONN_EPOLL_BATCH  256
+#define CONN_READY_ROUNDS 4
 
 typedef enum {
 	CONN_PLAIN,
@@ -39,9 +52,10 @@ typedef enum {
 } ConnPhase;
 
 struct _MagpieConn {
-	GSource source; /* must be first */
-	gpointer fd_tag;
-	GIOCondition events;
+	int ref_count;
+	GIOCondition events;  /* what the epoll set watches for */
+	GIOCondition revents; /* what it reported, not yet dispatched */
+	GSource *timer;       /* wakes the connection at a deadline */
 	int fd;
 	char *peer;
 	MagpieConnCallbacks callbacks;
@@ -73,7 +87,20 @@ struct _MagpieConn {
 	guint closing : 1;
 	guint dead : 1;
 	guint closed_notified : 1;
+	guint registered : 1; /* fd in the epoll set */
+	guint queued : 1;     /* on the ready list */
+	guint freed : 1;      /* magpie_conn_free() was called */
 };
+
+typedef struct {
+	GSource source;
+	gpointer epoll_tag;
+	int epfd;
+	GPtrArray *ready; /* MagpieConn, each holding a reference */
+	GPtrArray *spare;
+} ConnLoop;
+
+static ConnLoop *conn_loop;
 
 /* Small buffers gathered into one record. Everything runs on the main
  * thread and GnuTLS has encrypted the record before gnutls_record_send()
@@ -81,11 +108,178 @@ struct _MagpieConn {
 static char conn_send_batch[CONN_TLS_RECORD_MAX];
 
 static void conn_update(MagpieConn *conn);
+static void conn_dispatch(MagpieConn *conn);
 
 static gboolean
 conn_is_gone(MagpieConn *conn)
 {
-	return g_source_is_destroyed(&conn->source);
+	return conn->freed;
+}
+
+static MagpieConn *
+conn_ref(MagpieConn *conn)
+{
+	conn->ref_count++;
+	return conn;
+}
+
+static void
+conn_unref(MagpieConn *conn)
+{
+	if (--conn->ref_count == 0)
+		g_free(conn);
+}
+
+/* Dispatch @conn in this or the next loop pass. */
+static void
+conn_queue(MagpieConn *conn)
+{
+	if (conn->queued || conn->freed)
+		return;
+	conn->queued = TRUE;
+	g_ptr_array_add(conn_loop->ready, conn_ref(conn));
+}
+
+static gboolean
+conn_loop_prepare(GSource *source, gint *timeout)
+{
+	ConnLoop *loop = (ConnLoop *) source;
+
+	*timeout = loop->ready->len > 0 ? 0 : -1;
+	return loop->ready->len > 0;
+}
+
+static gboolean
+conn_loop_check(GSource *source)
+{
+	ConnLoop *loop = (ConnLoop *) source;
+
+	return loop->ready->len > 0 || g_source_query_unix_fd(source, loop->epoll_tag) != 0;
+}
+
+static gboolean
+conn_loop_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	ConnLoop *loop = (ConnLoop *) source;
+	struct epoll_event events[CONN_EPOLL_BATCH];
+	int n;
+
+	n = epoll_wait(loop->epfd, events, CONN_EPOLL_BATCH, 0);
+	for (int i = 0; i < n; i++) {
+		MagpieConn *conn = events[i].data.ptr;
+		guint32 e = events[i].events;
+
+		conn->revents |= ((e & EPOLLIN) ? G_IO_IN : 0) | ((e & EPOLLOUT) ? G_IO_OUT : 0) |
+		                 ((e & EPOLLHUP) ? G_IO_HUP : 0) | ((e & EPOLLERR) ? G_IO_ERR : 0);
+		conn_queue(conn);
+	}
+	for (int round = 0; round < CONN_READY_ROUNDS && loop->ready->len > 0; round++) {
+		GPtrArray *batch = loop->ready;
+
+		loop->ready = loop->spare;
+		loop->spare = batch;
+		for (guint i = 0; i < batch->len; i++) {
+			MagpieConn *conn = g_ptr_array_index(batch, i);
+
+			conn->queued = FALSE;
+			if (!conn->freed)
+				conn_dispatch(conn);
+			conn_unref(conn);
+		}
+		g_ptr_array_set_size(batch, 0);
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs conn_loop_funcs = {
+	.prepare = conn_loop_prepare,
+	.check = conn_loop_check,
+	.dispatch = conn_loop_dispatch,
+};
+
+static ConnLoop *
+conn_loop_get(void)
+{
+	if (conn_loop == NULL) {
+		int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+		if (epfd < 0)
+			g_error("epoll_create1: %s", g_strerror(errno));
+		conn_loop = (ConnLoop *) g_source_new(&conn_loop_funcs, sizeof(ConnLoop));
+		conn_loop->epfd = epfd;
+		conn_loop->ready = g_ptr_array_new();
+		conn_loop->spare = g_ptr_array_new();
+		conn_loop->epoll_tag = g_source_add_unix_fd(&conn_loop->source, epfd, G_IO_IN);
+		g_source_set_name(&conn_loop->source, "magpie connections");
+		g_source_attach(&conn_loop->source, g_main_context_get_thread_default());
+	}
+	return conn_loop;
+}
+
+static void
+conn_epoll_set(MagpieConn *conn, GIOCondition want)
+{
+	struct epoll_event ev = {
+		.events = ((want & G_IO_IN) ? EPOLLIN : 0) | ((want & G_IO_OUT) ? EPOLLOUT : 0),
+		.data.ptr = conn,
+	};
+
+	if (epoll_ctl(conn_loop->epfd, conn->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, conn->fd,
+	              &ev) == 0)
+		conn->registered = TRUE;
+	else
+		g_warning("%s: epoll_ctl: %s", conn->peer, g_strerror(errno));
+	conn->events = want;
+}
+
+static void
+conn_epoll_remove(MagpieConn *conn)
+{
+	if (!conn->registered)
+		return;
+	epoll_ctl(conn_loop->epfd, EPOLL_CTL_DEL, conn->fd, NULL);
+	conn->registered = FALSE;
+	conn->revents = 0;
+}
+
+static gboolean
+conn_timer_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	g_source_set_ready_time(source, -1);
+	return callback(user_data);
+}
+
+static GSourceFuncs conn_timer_funcs = {
+	.dispatch = conn_timer_dispatch,
+};
+
+static gboolean
+conn_timer_fired(gpointer data)
+{
+	MagpieConn *conn = data;
+
+	conn_queue(conn);
+	return G_SOURCE_CONTINUE;
+}
+
+/* Wake @conn at monotonic time @deadline; -1 for never. */
+static void
+conn_set_deadline(MagpieConn *conn, gint64 deadline)
+{
+	if (deadline < 0) {
+		if (conn->timer != NULL) {
+			g_source_destroy(conn->timer);
+			g_clear_pointer(&conn->timer, g_source_unref);
+		}
+		return;
+	}
+	if (conn->timer == NULL) {
+		conn->timer = g_source_new(&conn_timer_funcs, sizeof(GSource));
+		g_source_set_callback(conn->timer, conn_timer_fired, conn, NULL);
+		g_source_set_name(conn->timer, "magpie connection deadline");
+		g_source_attach(conn->timer, g_main_context_get_thread_default());
+	}
+	g_source_set_ready_time(conn->timer, deadline);
 }
 
 static void
@@ -196,11 +390,8 @@ conn_die(MagpieConn *conn, char *reason, gboolean graceful)
 	}
 	conn_clear_output(conn);
 	conn_clear_remainder(conn);
-	if (conn->fd_tag != NULL) {
-		/* HUP is reported even with no events asked for. */
-		g_source_remove_unix_fd(&conn->source, conn->fd_tag);
-		conn->fd_tag = NULL;
-	}
+	/* HUP is reported even with no events asked for. */
+	conn_epoll_remove(conn);
 	conn->kick = TRUE;
 	conn_update(conn);
 }
@@ -242,7 +433,9 @@ conn_update(MagpieConn *conn)
 	gint64 ready = -1;
 
 	if (conn->dead) {
-		g_source_set_ready_time(&conn->source, conn->closed_notified ? -1 : 0);
+		conn_set_deadline(conn, -1);
+		if (!conn->closed_notified)
+			conn_queue(conn);
 		return;
 	}
 	switch (conn->phase) {
@@ -272,11 +465,11 @@ conn_update(MagpieConn *conn)
 		conn->kick = TRUE;
 	if (conn->kick)
 		ready = 0;
-	if (want != conn->events && conn->fd_tag != NULL) {
-		g_source_modify_unix_fd(&conn->source, conn->fd_tag, want);
-		conn->events = want;
-	}
-	g_source_set_ready_time(&conn->source, ready);
+	if (want != conn->events && conn->registered)
+		conn_epoll_set(conn, want);
+	if (ready == 0)
+		conn_queue(conn);
+	conn_set_deadline(conn, ready > 0 ? ready : -1);
 }
 
 static void
@@ -569,19 +762,16 @@ conn_socket_error(MagpieConn *conn, GIOCondition revents)
 		conn_fail(conn, "peer closed the connection");
 }
 
-static gboolean
-conn_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+static void
+conn_dispatch(MagpieConn *conn)
 {
-	MagpieConn *conn = (MagpieConn *) source;
-	GIOCondition revents = 0;
+	GIOCondition revents = conn->revents;
 	gboolean kick = conn->kick;
 	gint64 now;
 
 	conn->kick = FALSE;
-	g_source_set_ready_time(source, -1);
-	if (conn->fd_tag != NULL)
-		revents = g_source_query_unix_fd(source, conn->fd_tag);
-	now = g_source_get_time(source);
+	conn->revents = 0;
+	now = g_get_monotonic_time();
 
 	if (!conn->dead && conn->phase == CONN_HANDSHAKE && now >= conn->handshake_deadline)
 		conn_fail(conn, "TLS handshake timed out");
@@ -589,20 +779,20 @@ conn_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
 	if (!conn->dead && conn->phase == CONN_HANDSHAKE && (revents != 0 || kick)) {
 		conn_handshake(conn);
 		if (conn_is_gone(conn))
-			return G_SOURCE_REMOVE;
+			return;
 	}
 	if (!conn->dead &&
 	    (conn->output.length > 0 || conn->tls_send_pending || conn->phase == CONN_TLS_WAIT)) {
 		conn_flush(conn);
 		if (conn_is_gone(conn))
-			return G_SOURCE_REMOVE;
+			return;
 	}
 
 	if (!conn->dead && ((revents & (G_IO_IN | G_IO_HUP | G_IO_ERR)) || kick ||
 	                    (conn->read_wants_out && (revents & G_IO_OUT)))) {
 		conn_read(conn);
 		if (conn_is_gone(conn))
-			return G_SOURCE_REMOVE;
+			return;
 	}
 
 	if (!conn->dead && conn->closing && (conn_output_done(conn) || now >= conn->close_deadline))
@@ -617,20 +807,15 @@ conn_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
 	if (conn->dead) {
 		if (!conn->closed_notified) {
 			conn->closed_notified = TRUE;
-			g_source_set_ready_time(source, -1);
+			conn_set_deadline(conn, -1);
 			/* Last: the owner may free the connection from here. */
 			if (conn->callbacks.closed != NULL)
 				conn->callbacks.closed(conn->user_data, conn->close_reason);
 		}
-		return G_SOURCE_CONTINUE;
+		return;
 	}
 	conn_update(conn);
-	return G_SOURCE_CONTINUE;
 }
-
-static GSourceFuncs conn_source_funcs = {
-	.dispatch = conn_dispatch,
-};
 
 MagpieConn *
 magpie_conn_new(int fd, const char *peer, const MagpieConnCallbacks *callbacks, gpointer user_data)
@@ -646,7 +831,9 @@ magpie_conn_new(int fd, const char *peer, const MagpieConnCallbacks *callbacks, 
 	 * Fails harmlessly on UNIX sockets. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-	conn = (MagpieConn *) g_source_new(&conn_source_funcs, sizeof(MagpieConn));
+	conn_loop_get();
+	conn = g_new0(MagpieConn, 1);
+	conn->ref_count = 1;
 	conn->fd = fd;
 	conn->peer = g_strdup(peer != NULL ? peer : "(unknown)");
 	conn->callbacks = *callbacks;
@@ -656,9 +843,7 @@ magpie_conn_new(int fd, const char *peer, const MagpieConnCallbacks *callbacks, 
 	conn->handshake_timeout_ms = CONN_HANDSHAKE_TIMEOUT_MS;
 	conn->last_read = g_get_monotonic_time();
 	g_queue_init(&conn->output);
-	conn->events = G_IO_IN;
-	conn->fd_tag = g_source_add_unix_fd(&conn->source, fd, conn->events);
-	g_source_attach(&conn->source, g_main_context_get_thread_default());
+	conn_epoll_set(conn, G_IO_IN);
 	return conn;
 }
 
@@ -667,7 +852,10 @@ magpie_conn_free(MagpieConn *conn)
 {
 	if (conn == NULL)
 		return;
-	g_source_destroy(&conn->source);
+	g_return_if_fail(!conn->freed);
+	conn->freed = TRUE;
+	conn_epoll_remove(conn);
+	conn_set_deadline(conn, -1);
 	conn_clear_output(conn);
 	conn_clear_remainder(conn);
 	if (conn->session != NULL) {
@@ -682,7 +870,7 @@ magpie_conn_free(MagpieConn *conn)
 		close(conn->fd);
 		conn->fd = -1;
 	}
-	g_source_unref(&conn->source);
+	conn_unref(conn);
 }
 
 void
@@ -805,7 +993,9 @@ magpie_conn_write_bytes(MagpieConn *conn, GBytes *bytes)
 		return;
 	g_queue_push_tail(&conn->output, g_bytes_ref(bytes));
 	conn->output_queued += size;
-	conn_update(conn);
+	/* Written out when the connection loop next runs: at the end of the
+	 * dispatch that queued it, or at once in the next loop pass. */
+	conn_queue(conn);
 }
 
 gsize

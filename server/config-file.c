@@ -48,7 +48,8 @@ struct _MagpieConfigFile {
 	GPtrArray *groups;        /* ConfigGroup, in order of first appearance */
 	GHashTable *by_name;      /* name -> ConfigGroup */
 	GHashTable *default_strv; /* "group\nkey" -> GStrv (parsed defaults) */
-	GStrv hosts;
+	GStrv hosts;              /* lower case */
+	guint *host_hashes;       /* host_hash() of each of @hosts */
 };
 
 /* ---- Schemas ---------------------------------------------------------- */
@@ -724,6 +725,7 @@ compare_names(gconstpointer a, gconstpointer b)
 }
 
 static GStrv compute_hosts(MagpieConfigFile *cfg);
+static guint *compute_host_hashes(const char *const *hosts);
 
 MagpieConfigFile *
 magpie_config_file_load(const char *path, GError **error)
@@ -802,6 +804,7 @@ magpie_config_file_load(const char *path, GError **error)
 		}
 	}
 	cfg->hosts = compute_hosts(cfg);
+	cfg->host_hashes = compute_host_hashes((const char *const *) cfg->hosts);
 	return cfg;
 }
 
@@ -823,6 +826,7 @@ magpie_config_file_free(MagpieConfigFile *cfg)
 	g_ptr_array_unref(cfg->groups);
 	g_hash_table_unref(cfg->default_strv);
 	g_strfreev(cfg->hosts);
+	g_free(cfg->host_hashes);
 	g_free(cfg);
 }
 
@@ -1081,6 +1085,38 @@ compute_hosts(MagpieConfigFile *cfg)
 		}
 		return g_strv_builder_end(builder);
 	}
+}
+
+/* g_str_hash() of the ASCII lower case of @name; *@upper_out tells whether
+ * @name had upper case letters. */
+static guint
+host_hash(const char *name, gboolean *upper_out)
+{
+	guint h = 5381;
+	gboolean upper = FALSE;
+
+	for (const char *p = name; *p; p++) {
+		guchar c = (guchar) *p;
+		if (c >= 'A' && c <= 'Z') {
+			c += 'a' - 'A';
+			upper = TRUE;
+		}
+		h = (h << 5) + h + c;
+	}
+	if (upper_out)
+		*upper_out = upper;
+	return h;
+}
+
+static guint *
+compute_host_hashes(const char *const *hosts)
+{
+	gsize n = g_strv_length((char **) hosts);
+	guint *hashes = g_new(guint, n + 1);
+
+	for (gsize i = 0; i < n; i++)
+		hashes[i] = host_hash(hosts[i], NULL);
+	return hashes;
 }
 
 const char *const *
@@ -1662,12 +1698,20 @@ magpie_config_hosts(void)
 gboolean
 magpie_config_is_local_host(const char *domain)
 {
-	const char *const *hosts = magpie_config_hosts();
-
 	g_return_val_if_fail(domain != NULL, FALSE);
 
-	for (gsize i = 0; hosts[i] != NULL; i++)
-		if (g_ascii_strcasecmp(hosts[i], domain) == 0)
+	if (active_config == NULL)
+		return FALSE;
+	/* Called several times per stanza: one pass over @domain, then a
+	 * string compare only where the hash matches. */
+	const char *const *hosts = (const char *const *) active_config->hosts;
+	gboolean upper;
+	guint h = host_hash(domain, &upper);
+	for (gsize i = 0; hosts[i] != NULL; i++) {
+		if (active_config->host_hashes[i] != h)
+			continue;
+		if ((upper ? g_ascii_strcasecmp(hosts[i], domain) : strcmp(hosts[i], domain)) == 0)
 			return TRUE;
+	}
 	return FALSE;
 }

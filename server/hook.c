@@ -23,12 +23,15 @@ typedef struct {
 } HookEntry;
 
 typedef struct {
-	GPtrArray *entries; /* HookEntry, sorted; holds a ref on each */
+	/* HookEntry, sorted; holds a ref on each. Never changed in place:
+	 * adding or removing a handler builds a new array, so a running
+	 * event's snapshot is simply a reference to the array of its time. */
+	GPtrArray *entries;
 } HookChain;
 
 struct _MagpieStanzaEvent {
 	gint ref_count;
-	char *name;
+	const char *name; /* points into name_buf */
 	MagpieStanza *stanza;
 	MagpieSession *session;
 	MagpieJid *from;
@@ -36,16 +39,18 @@ struct _MagpieStanzaEvent {
 
 	/* Run state. */
 	gboolean running;
-	GPtrArray *snapshot; /* HookEntry refs */
+	GPtrArray *snapshot; /* a HookChain's entries when the run started, or NULL */
 	guint position;      /* index of the handler being run / pending */
 	gboolean in_handler;
 	int early_resume; /* resumed from inside the handler before it returned */
 	gboolean pending;
+	gboolean in_pending_set; /* in pending_events */
 	gboolean held;
 	MagpieHookResult resume_result;
 	GSource *resume_source;
 	MagpieHookDoneFunc done;
 	gpointer done_data;
+	char name_buf[]; /* one allocation for the event and its name */
 };
 
 static GHashTable *hook_chains;    /* event name -> HookChain */
@@ -79,6 +84,26 @@ hook_entry_unref(gpointer data)
 
 	if (g_atomic_int_dec_and_test(&entry->ref_count))
 		g_free(entry);
+}
+
+static GPtrArray *
+hook_entries_new(guint reserved)
+{
+	return g_ptr_array_new_full(reserved, hook_entry_unref);
+}
+
+/* A copy of @entries without the element at @skip (G_MAXUINT: none), with
+ * room for one more. */
+static GPtrArray *
+hook_entries_copy(GPtrArray *entries, guint skip)
+{
+	GPtrArray *copy = hook_entries_new(entries->len + 1);
+
+	for (guint i = 0; i < entries->len; i++) {
+		if (i != skip)
+			g_ptr_array_add(copy, hook_entry_ref(entries->pdata[i]));
+	}
+	return copy;
 }
 
 static void
@@ -115,7 +140,7 @@ magpie_hook_add_internal(MagpieModule *mod, const char *event, MagpieHookFunc fu
 	chain = g_hash_table_lookup(hook_chains, event);
 	if (chain == NULL) {
 		chain = g_new0(HookChain, 1);
-		chain->entries = g_ptr_array_new_with_free_func(hook_entry_unref);
+		chain->entries = hook_entries_new(1);
 		g_hash_table_insert(hook_chains, g_strdup(event), chain);
 	}
 
@@ -133,7 +158,10 @@ magpie_hook_add_internal(MagpieModule *mod, const char *event, MagpieHookFunc fu
 		if (other->priority > priority)
 			break;
 	}
-	g_ptr_array_insert(chain->entries, (gint) i, entry);
+	GPtrArray *entries = hook_entries_copy(chain->entries, G_MAXUINT);
+	g_ptr_array_insert(entries, (gint) i, entry);
+	g_ptr_array_unref(chain->entries);
+	chain->entries = entries;
 }
 
 void
@@ -190,7 +218,9 @@ hook_chain_remove_if(const char *event, MagpieModule *mod, MagpieHookFunc func)
 
 			if (entry->mod == mod && (func == NULL || entry->func == func)) {
 				entry->dead = TRUE;
-				g_ptr_array_remove_index(chain->entries, i);
+				GPtrArray *entries = hook_entries_copy(chain->entries, i);
+				g_ptr_array_unref(chain->entries);
+				chain->entries = entries;
 				if (func != NULL)
 					break; /* core: one registration per call */
 				continue;
@@ -239,9 +269,11 @@ magpie_event_new(const char *name, MagpieStanza *stanza, MagpieSession *session,
 
 	g_return_val_if_fail(name != NULL, NULL);
 
-	ev = g_new0(MagpieStanzaEvent, 1);
+	size_t name_size = strlen(name) + 1;
+	ev = g_malloc0(sizeof(MagpieStanzaEvent) + name_size);
 	ev->ref_count = 1;
-	ev->name = g_strdup(name);
+	memcpy(ev->name_buf, name, name_size);
+	ev->name = ev->name_buf;
 	ev->stanza = stanza ? magpie_stanza_ref(stanza) : NULL;
 	ev->session = session ? session_ops->ref(session) : NULL;
 	ev->from = from ? magpie_jid_ref(from) : NULL;
@@ -273,7 +305,6 @@ magpie_event_unref(MagpieStanzaEvent *ev)
 		session_ops->unref(ev->session);
 	g_clear_pointer(&ev->from, magpie_jid_unref);
 	g_clear_pointer(&ev->to, magpie_jid_unref);
-	g_free(ev->name);
 	g_free(ev);
 }
 
@@ -322,8 +353,10 @@ hook_finish(MagpieStanzaEvent *ev, MagpieHookResult result)
 	ev->pending = FALSE;
 	ev->done = NULL;
 	ev->done_data = NULL;
-	if (pending_events)
+	if (ev->in_pending_set) {
+		ev->in_pending_set = FALSE;
 		g_hash_table_remove(pending_events, ev);
+	}
 	g_clear_pointer(&ev->snapshot, g_ptr_array_unref);
 
 	if (done)
@@ -340,7 +373,7 @@ hook_finish(MagpieStanzaEvent *ev, MagpieHookResult result)
 static void
 hook_continue(MagpieStanzaEvent *ev)
 {
-	while (ev->position < ev->snapshot->len) {
+	while (ev->snapshot && ev->position < ev->snapshot->len) {
 		HookEntry *entry = ev->snapshot->pdata[ev->position];
 		MagpieHookResult result;
 
@@ -368,6 +401,7 @@ hook_continue(MagpieStanzaEvent *ev)
 				session_ops->hold(ev->session);
 			}
 			g_hash_table_add(pending_events, ev);
+			ev->in_pending_set = TRUE;
 			if (ev->early_resume >= 0)
 				hook_schedule_resume(ev, (MagpieHookResult) ev->early_resume);
 			else if (entry->dead)
@@ -402,7 +436,10 @@ static void
 hook_schedule_resume(MagpieStanzaEvent *ev, MagpieHookResult result)
 {
 	ev->pending = FALSE;
-	g_hash_table_remove(pending_events, ev);
+	if (ev->in_pending_set) {
+		ev->in_pending_set = FALSE;
+		g_hash_table_remove(pending_events, ev);
+	}
 	ev->resume_result = result;
 	ev->resume_source = g_idle_source_new();
 	g_source_set_priority(ev->resume_source, G_PRIORITY_DEFAULT);
@@ -449,12 +486,8 @@ magpie_hook_run(MagpieStanzaEvent *ev, MagpieHookDoneFunc done, gpointer user_da
 	ev->done = done;
 	ev->done_data = user_data;
 	ev->position = 0;
-	ev->snapshot = g_ptr_array_new_with_free_func(hook_entry_unref);
 	chain = g_hash_table_lookup(hook_chains, ev->name);
-	if (chain != NULL) {
-		for (guint i = 0; i < chain->entries->len; i++)
-			g_ptr_array_add(ev->snapshot, hook_entry_ref(chain->entries->pdata[i]));
-	}
+	ev->snapshot = chain != NULL ? g_ptr_array_ref(chain->entries) : NULL;
 	hook_continue(ev);
 }
 

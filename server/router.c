@@ -125,29 +125,76 @@ magpie_deliver_to_session(MagpieStanza *stanza, MagpieJid *full)
 	return TRUE;
 }
 
+/* Sessions picked from the registry's list of an account, copied (on the
+ * stack for the usual handful) before anything is sent to them: sending
+ * may end a session and so change that list. */
+#define TARGETS_ON_STACK 16
+
+typedef struct {
+	MagpieSession **v;
+	guint len;
+	MagpieSession *on_stack[TARGETS_ON_STACK];
+} Targets;
+
+static void
+targets_init(Targets *t, guint capacity)
+{
+	t->v = capacity <= TARGETS_ON_STACK ? t->on_stack : g_new(MagpieSession *, capacity);
+	t->len = 0;
+}
+
+static void
+targets_clear(Targets *t)
+{
+	if (t->v != t->on_stack)
+		g_free(t->v);
+}
+
+static void
+targets_send(Targets *t, MagpieStanza *stanza)
+{
+	for (guint i = 0; i < t->len; i++)
+		magpie_session_send(t->v[i], stanza);
+}
+
+/* The available resources of @bare's account. */
+static void
+select_available(MagpieJid *bare, Targets *out)
+{
+	const GPtrArray *all = magpie_sessions_peek(bare);
+
+	targets_init(out, all ? all->len : 0);
+	for (guint i = 0; all && i < all->len; i++) {
+		MagpieSession *s = all->pdata[i];
+		if (s->available)
+			out->v[out->len++] = s;
+	}
+}
+
 /* Available resources of @bare with non-negative priority: all of them, or
  * only those with the highest priority. */
-static GPtrArray *
-select_resources(MagpieJid *bare, gboolean highest_only)
+static void
+select_resources(MagpieJid *bare, gboolean highest_only, Targets *out)
 {
-	g_autoptr(GPtrArray) all = magpie_sessions_for(bare);
-	GPtrArray *out = g_ptr_array_new();
+	const GPtrArray *all = magpie_sessions_peek(bare);
 	int best = -1;
 
+	targets_init(out, all ? all->len : 0);
+	if (!all)
+		return;
 	for (guint i = 0; i < all->len; i++) {
 		MagpieSession *s = all->pdata[i];
-		if (magpie_session_is_available(s) && magpie_session_priority(s) > best)
-			best = magpie_session_priority(s);
+		if (s->available && s->priority > best)
+			best = s->priority;
 	}
 	for (guint i = 0; i < all->len; i++) {
 		MagpieSession *s = all->pdata[i];
-		if (!magpie_session_is_available(s) || magpie_session_priority(s) < 0)
+		if (!s->available || s->priority < 0)
 			continue;
-		if (highest_only && magpie_session_priority(s) != best)
+		if (highest_only && s->priority != best)
 			continue;
-		g_ptr_array_add(out, s);
+		out->v[out->len++] = s;
 	}
-	return out;
 }
 
 static void
@@ -177,10 +224,11 @@ message_bare_default(MagpieStanzaEvent *ev)
 		return;
 	}
 	gboolean headline = g_str_equal(type, "headline");
-	g_autoptr(GPtrArray) targets = select_resources(to, !headline);
-	for (guint i = 0; i < targets->len; i++)
-		magpie_session_send(targets->pdata[i], stanza);
-	if (targets->len > 0 || headline)
+	Targets targets;
+	select_resources(to, !headline, &targets);
+	targets_send(&targets, stanza);
+	targets_clear(&targets);
+	if (targets.len > 0 || headline)
 		return;
 	/* chat or normal with nobody available: RFC 6121 §8.5.2.1.1 */
 	g_autoptr(MagpieStanzaEvent) offline =
@@ -193,14 +241,13 @@ static void
 presence_bare_default(MagpieStanzaEvent *ev)
 {
 	MagpieStanza *stanza = magpie_event_stanza(ev);
-	g_autoptr(GPtrArray) all = magpie_sessions_for(magpie_event_to(ev));
+	Targets targets;
 
 	if (is_type(stanza, "error"))
 		return;
-	for (guint i = 0; i < all->len; i++) {
-		if (magpie_session_is_available(all->pdata[i]))
-			magpie_session_send(all->pdata[i], stanza);
-	}
+	select_available(magpie_event_to(ev), &targets);
+	targets_send(&targets, stanza);
+	targets_clear(&targets);
 }
 
 static void
@@ -418,12 +465,11 @@ magpie_router_from_session(MagpieStanza *stanza, MagpieSession *session, MagpieJ
 static void
 deliver_to_own_resources(MagpieSession *session, MagpieStanza *presence)
 {
-	g_autoptr(GPtrArray) all = magpie_sessions_for(session->bare);
+	Targets targets;
 
-	for (guint i = 0; i < all->len; i++) {
-		if (magpie_session_is_available(all->pdata[i]))
-			magpie_session_send(all->pdata[i], presence);
-	}
+	select_available(session->bare, &targets);
+	targets_send(&targets, presence);
+	targets_clear(&targets);
 }
 
 /* presence.broadcast done: unless a module stopped it, the account's own

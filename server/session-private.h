@@ -10,6 +10,12 @@ G_BEGIN_DECLS
 void magpie_session_hold(MagpieSession *session);
 void magpie_session_release(MagpieSession *session);
 
+/* The bound sessions of @bare's account in binding order, without a copy:
+ * (transfer none), NULL when there are none. Valid only until a session
+ * binds or ends, so copy it (magpie_sessions_copy_to()) before anything
+ * that may close a stream, such as sending. */
+const GPtrArray *magpie_sessions_peek(MagpieJid *bare);
+
 /* Free every data slot owned by @mod in every session (module unload). */
 void magpie_sessions_clear_module_data(MagpieModule *mod);
 

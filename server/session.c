@@ -5,6 +5,8 @@
  * Lookups go through these functions only, so a later cluster can put a
  * shared table behind them (DESIGN.md §10).
  */
+#include <string.h>
+
 #include "c2s.h"
 #include "session-private.h"
 #include "stats.h"
@@ -80,17 +82,25 @@ magpie_session_bind(MagpieSession *session, MagpieJid *full)
 	return old;
 }
 
+const GPtrArray *
+magpie_sessions_peek(MagpieJid *bare)
+{
+	if (!by_bare)
+		return NULL;
+	return g_hash_table_lookup(by_bare, magpie_jid_bare_string(bare));
+}
+
 GPtrArray *
 magpie_sessions_for(MagpieJid *bare)
 {
-	GPtrArray *out = g_ptr_array_new();
+	g_return_val_if_fail(bare != NULL, g_ptr_array_new());
 
-	g_return_val_if_fail(bare != NULL, out);
-	if (!by_bare)
-		return out;
-	GPtrArray *list = g_hash_table_lookup(by_bare, magpie_jid_bare_string(bare));
-	if (list)
-		g_ptr_array_extend(out, list, NULL, NULL);
+	const GPtrArray *list = magpie_sessions_peek(bare);
+	if (!list)
+		return g_ptr_array_new();
+	GPtrArray *out = g_ptr_array_sized_new(list->len);
+	g_ptr_array_set_size(out, list->len);
+	memcpy(out->pdata, list->pdata, list->len * sizeof(gpointer));
 	return out;
 }
 

@@ -702,95 +702,193 @@ static const guint8 escape_class[256] = {
 	['\r'] = 2,          ['&'] = 2,  ['<'] = 2,  ['>'] = 2,           ['"'] = 1,  ['\''] = 1,
 };
 
-static void
-append_escaped(GString *out, const char *s, gsize len, guint8 min_class)
+/* What each escaped byte becomes (NULL: dropped), and how many bytes that
+ * adds (-1: dropped). */
+static const char *const escape_text[256] = {
+	['&'] = "&amp;",   ['<'] = "&lt;",  ['>'] = "&gt;",   ['"'] = "&quot;",
+	['\''] = "&apos;", ['\t'] = "&#9;", ['\n'] = "&#10;", ['\r'] = "&#13;",
+};
+static const gint8 escape_delta[256] = {
+	[0x00 ... 0x08] = -1,
+	[0x0b] = -1,
+	[0x0c] = -1,
+	[0x0e ... 0x1f] = -1,
+	['&'] = 4,
+	['<'] = 3,
+	['>'] = 3,
+	['"'] = 5,
+	['\''] = 5,
+	['\t'] = 3,
+	['\n'] = 4,
+	['\r'] = 4,
+};
+
+/* Serialization is two passes over the tree: the exact size, then the
+ * bytes, written into one buffer of that size with runs that need no
+ * escaping copied in one go. */
+
+static gsize
+escaped_size(const char *s, gsize len, guint8 min_class)
+{
+	gsize n = len;
+
+	for (gsize i = 0; i < len; i++) {
+		guchar c = (guchar) s[i];
+
+		if (G_UNLIKELY(escape_class[c] >= min_class))
+			n += escape_delta[c];
+	}
+	return n;
+}
+
+static char *
+write_bytes(char *p, const char *s, gsize len)
+{
+	memcpy(p, s, len);
+	return p + len;
+}
+
+static char *
+write_escaped(char *p, const char *s, gsize len, guint8 min_class)
 {
 	const char *run = s;
 	const char *end = s + len;
 
-	for (const char *p = s; p < end; p++) {
-		guint8 c = escape_class[(guchar) *p];
+	for (const char *q = s; q < end; q++) {
+		guchar c = (guchar) *q;
 
-		if (G_LIKELY(c < min_class))
+		if (G_LIKELY(escape_class[c] < min_class))
 			continue;
-		g_string_append_len(out, run, p - run);
-		run = p + 1;
-		switch (*p) {
-		case '&':
-			g_string_append_len(out, "&amp;", 5);
-			break;
-		case '<':
-			g_string_append_len(out, "&lt;", 4);
-			break;
-		case '>':
-			g_string_append_len(out, "&gt;", 4);
-			break;
-		case '"':
-			g_string_append_len(out, "&quot;", 6);
-			break;
-		case '\'':
-			g_string_append_len(out, "&apos;", 6);
-			break;
-		case '\t':
-			g_string_append_len(out, "&#9;", 4);
-			break;
-		case '\n':
-			g_string_append_len(out, "&#10;", 5);
-			break;
-		case '\r':
-			g_string_append_len(out, "&#13;", 5);
-			break;
-		default:
-			break; /* dropped */
+		p = write_bytes(p, run, q - run);
+		run = q + 1;
+		if (escape_text[c] != NULL)
+			p = write_bytes(p, escape_text[c], escape_delta[c] + 1);
+	}
+	return write_bytes(p, run, end - run);
+}
+
+static void
+append_escaped(GString *out, const char *s, gsize len, guint8 min_class)
+{
+	gsize old = out->len;
+
+	g_string_set_size(out, old + escaped_size(s, len, min_class));
+	write_escaped(out->str + old, s, len, min_class);
+}
+
+static gboolean
+declares_ns(const MagpieElement *el, const char *parent_ns, gboolean ns_implicit)
+{
+	return !ns_implicit && el->ns != parent_ns && strcmp(el->ns, parent_ns) != 0;
+}
+
+/* The prefix of a namespaced attribute other than xml:* (rare): declared
+ * on its element as "xmlns:aI='NS' aI:". */
+static gsize
+attr_prefix_size(const Attr *a, guint i)
+{
+	char digits[16];
+	gsize d = (gsize) g_snprintf(digits, sizeof digits, "%u", i);
+
+	return strlen(" xmlns:a") + d + 2 + escaped_size(a->ns, strlen(a->ns), 1) + 3 + d + 1;
+}
+
+static char *
+write_attr_prefix(char *p, const Attr *a, guint i)
+{
+	char digits[16];
+	gsize d = (gsize) g_snprintf(digits, sizeof digits, "%u", i);
+
+	p = write_bytes(p, " xmlns:a", strlen(" xmlns:a"));
+	p = write_bytes(p, digits, d);
+	p = write_bytes(p, "='", 2);
+	p = write_escaped(p, a->ns, strlen(a->ns), 1);
+	p = write_bytes(p, "' a", 3);
+	p = write_bytes(p, digits, d);
+	return write_bytes(p, ":", 1);
+}
+
+static gsize
+element_size(const MagpieElement *el, const char *parent_ns, gboolean ns_implicit)
+{
+	gsize name_len = strlen(el->name);
+	gsize n = 1 + name_len;
+
+	if (declares_ns(el, parent_ns, ns_implicit))
+		n += strlen(" xmlns='") + escaped_size(el->ns, strlen(el->ns), 1) + 1;
+	for (guint i = 0; i < el->n_attrs; i++) {
+		const Attr *a = &el->attrs[i];
+
+		n += a->ns != NULL ? attr_prefix_size(a, i) : 1;
+		n += strlen(a->name) + 2 + escaped_size(a->value, strlen(a->value), 1) + 1;
+	}
+	if (el->first == NULL)
+		return n + 2;
+	n += 1;
+	for (const Node *c = el->first; c != NULL; c = c->next) {
+		if (c->is_text) {
+			const TextNode *t = (const TextNode *) c;
+
+			n += escaped_size(t->text, t->len, 2);
+		} else {
+			n += element_size((const MagpieElement *) c, el->ns, FALSE);
 		}
 	}
-	g_string_append_len(out, run, end - run);
+	return n + 2 + name_len + 1;
+}
+
+static char *
+element_write(char *p, const MagpieElement *el, const char *parent_ns, gboolean ns_implicit)
+{
+	gsize name_len = strlen(el->name);
+
+	*p++ = '<';
+	p = write_bytes(p, el->name, name_len);
+	if (declares_ns(el, parent_ns, ns_implicit)) {
+		p = write_bytes(p, " xmlns='", strlen(" xmlns='"));
+		p = write_escaped(p, el->ns, strlen(el->ns), 1);
+		*p++ = '\'';
+	}
+	for (guint i = 0; i < el->n_attrs; i++) {
+		const Attr *a = &el->attrs[i];
+
+		if (a->ns != NULL)
+			p = write_attr_prefix(p, a, i);
+		else
+			*p++ = ' ';
+		p = write_bytes(p, a->name, strlen(a->name));
+		p = write_bytes(p, "='", 2);
+		p = write_escaped(p, a->value, strlen(a->value), 1);
+		*p++ = '\'';
+	}
+	if (el->first == NULL)
+		return write_bytes(p, "/>", 2);
+	*p++ = '>';
+	for (const Node *c = el->first; c != NULL; c = c->next) {
+		if (c->is_text) {
+			const TextNode *t = (const TextNode *) c;
+
+			p = write_escaped(p, t->text, t->len, 2);
+		} else {
+			p = element_write(p, (const MagpieElement *) c, el->ns, FALSE);
+		}
+	}
+	p = write_bytes(p, "</", 2);
+	p = write_bytes(p, el->name, name_len);
+	*p++ = '>';
+	return p;
 }
 
 static void
 element_serialize(const MagpieElement *el, const char *parent_ns, gboolean ns_implicit,
                   GString *out)
 {
-	g_string_append_c(out, '<');
-	g_string_append(out, el->name);
-	if (!ns_implicit && el->ns != parent_ns && strcmp(el->ns, parent_ns) != 0) {
-		g_string_append(out, " xmlns='");
-		append_escaped(out, el->ns, strlen(el->ns), 1);
-		g_string_append_c(out, '\'');
-	}
-	for (guint i = 0; i < el->n_attrs; i++) {
-		const Attr *a = &el->attrs[i];
+	gsize old = out->len;
+	gsize size = element_size(el, parent_ns, ns_implicit);
 
-		g_string_append_c(out, ' ');
-		if (a->ns != NULL) {
-			/* Rare: a namespaced attribute other than xml:*. Declare
-			 * a prefix for it on this element. */
-			g_string_append_printf(out, "xmlns:a%u='", i);
-			append_escaped(out, a->ns, strlen(a->ns), 1);
-			g_string_append_printf(out, "' a%u:", i);
-		}
-		g_string_append(out, a->name);
-		g_string_append(out, "='");
-		append_escaped(out, a->value, strlen(a->value), 1);
-		g_string_append_c(out, '\'');
-	}
-	if (el->first == NULL) {
-		g_string_append(out, "/>");
-		return;
-	}
-	g_string_append_c(out, '>');
-	for (const Node *n = el->first; n != NULL; n = n->next) {
-		if (n->is_text) {
-			const TextNode *t = (const TextNode *) n;
-
-			append_escaped(out, t->text, t->len, 2);
-		} else {
-			element_serialize((const MagpieElement *) n, el->ns, FALSE, out);
-		}
-	}
-	g_string_append(out, "</");
-	g_string_append(out, el->name);
-	g_string_append_c(out, '>');
+	g_string_set_size(out, old + size);
+	char *end = element_write(out->str + old, el, parent_ns, ns_implicit);
+	g_assert(end == out->str + old + size);
 }
 
 void
@@ -808,35 +906,38 @@ is_content_ns(const char *ns)
 	return strcmp(ns, MAGPIE_NS_CLIENT) == 0 || strcmp(ns, MAGPIE_NS_SERVER) == 0;
 }
 
+static gboolean
+root_ns_implicit(MagpieStanza *stanza, const char *stream_ns)
+{
+	const char *ns = stanza->root->ns;
+
+	return strcmp(ns, stream_ns) == 0 || (is_content_ns(ns) && is_content_ns(stream_ns));
+}
+
 void
 magpie_stanza_serialize(MagpieStanza *stanza, const char *stream_ns, GString *out)
 {
-	const MagpieElement *root;
-	gboolean implicit;
-
 	g_return_if_fail(stanza != NULL);
 	g_return_if_fail(out != NULL);
 
-	root = stanza->root;
 	if (stream_ns == NULL)
 		stream_ns = "";
-	implicit = strcmp(root->ns, stream_ns) == 0 ||
-	           (is_content_ns(root->ns) && is_content_ns(stream_ns));
-	element_serialize(root, stream_ns, implicit, out);
+	element_serialize(stanza->root, stream_ns, root_ns_implicit(stanza, stream_ns), out);
 }
 
 GBytes *
 magpie_stanza_to_bytes(MagpieStanza *stanza)
 {
-	GString *out;
-
 	g_return_val_if_fail(stanza != NULL, NULL);
 
 	if (stanza->bytes != NULL)
 		return stanza->bytes;
-	out = g_string_sized_new(256);
-	magpie_stanza_serialize(stanza, MAGPIE_NS_CLIENT, out);
-	stanza->bytes = g_string_free_to_bytes(out);
+	gboolean implicit = root_ns_implicit(stanza, MAGPIE_NS_CLIENT);
+	gsize size = element_size(stanza->root, MAGPIE_NS_CLIENT, implicit);
+	char *buf = g_malloc(size);
+	char *end = element_write(buf, stanza->root, MAGPIE_NS_CLIENT, implicit);
+	g_assert(end == buf + size);
+	stanza->bytes = g_bytes_new_take(buf, size);
 	return stanza->bytes;
 }
 

@@ -21,6 +21,20 @@
 /* Per-session slot: Carbons enabled. */
 #define ENABLED GINT_TO_POINTER(1)
 
+/* Sessions with Carbons enabled, over all accounts: while there are none
+ * (the common case) no message needs a copy, so the hooks return before
+ * looking for recipients. Kept by the slot's destroy function, which the
+ * core calls when the slot is cleared, the session ends or the module is
+ * unloaded. */
+static guint enabled_sessions;
+
+static void
+enabled_slot_destroy(gpointer data)
+{
+	g_return_if_fail(enabled_sessions > 0);
+	enabled_sessions--;
+}
+
 static const char *
 message_type(MagpieStanza *stanza)
 {
@@ -143,11 +157,22 @@ received_copies(MagpieModule *mod, MagpieStanzaEvent *ev, GPtrArray *recipients)
 	copy_to_others(mod, stanza, bare, recipients, "received");
 }
 
+/* No copies to make: only <private/> goes (§7), as it would below. */
+static MagpieHookResult
+strip_private_only(MagpieStanza *stanza)
+{
+	if (magpie_stanza_find_child(stanza, "private", NS_CARBONS) && is_eligible(stanza))
+		take_private(stanza);
+	return MAGPIE_HOOK_CONTINUE;
+}
+
 static MagpieHookResult
 carbons_message_bare(MagpieModule *mod, MagpieStanzaEvent *ev)
 {
 	MagpieStanza *stanza = magpie_event_stanza(ev);
 
+	if (enabled_sessions == 0)
+		return strip_private_only(stanza);
 	if (!is_eligible(stanza) || take_private(stanza))
 		return MAGPIE_HOOK_CONTINUE;
 	g_autoptr(GPtrArray) recipients = bare_recipients(magpie_event_to(ev));
@@ -161,6 +186,8 @@ carbons_message_full(MagpieModule *mod, MagpieStanzaEvent *ev)
 	MagpieStanza *stanza = magpie_event_stanza(ev);
 	MagpieJid *to = magpie_event_to(ev);
 
+	if (enabled_sessions == 0)
+		return strip_private_only(stanza);
 	if (!is_eligible(stanza) || take_private(stanza))
 		return MAGPIE_HOOK_CONTINUE;
 	MagpieSession *session = magpie_session_lookup(to);
@@ -186,6 +213,8 @@ carbons_stanza_pre(MagpieModule *mod, MagpieStanzaEvent *ev)
 	MagpieSession *origin = magpie_event_session(ev);
 	MagpieJid *to = magpie_event_to(ev);
 
+	if (enabled_sessions == 0)
+		return MAGPIE_HOOK_CONTINUE;
 	if (!origin || !stanza || !to || !is_eligible(stanza) ||
 	    magpie_stanza_find_child(stanza, "private", NS_CARBONS))
 		return MAGPIE_HOOK_CONTINUE;
@@ -218,7 +247,13 @@ carbons_toggle(MagpieModule *mod, MagpieIqRequest *req)
 		magpie_iq_reply_error(req, "cancel", "not-allowed", NULL);
 		return;
 	}
-	magpie_session_set_data(session, mod, enable ? ENABLED : NULL, NULL);
+	if (enable && !is_enabled(mod, session)) {
+		enabled_sessions++;
+		magpie_session_set_data(session, mod, ENABLED, enabled_slot_destroy);
+	} else if (!enable) {
+		/* enabled_slot_destroy() counts it down when it was set. */
+		magpie_session_set_data(session, mod, NULL, NULL);
+	}
 	g_debug("carbons: %s for %s", enable ? "enabled" : "disabled", magpie_jid_string(from));
 	magpie_iq_reply(req, NULL);
 }

@@ -50,8 +50,10 @@ is_type(MagpieStanza *stanza, const char *type)
 static gboolean
 is_subscription_type(MagpieStanza *stanza)
 {
-	const char *t = stanza_type(stanza);
+	const char *t = magpie_stanza_get_attr(stanza, "type");
 
+	if (!t) /* available presence, the most common */
+		return FALSE;
 	return g_str_equal(t, "subscribe") || g_str_equal(t, "subscribed") ||
 	       g_str_equal(t, "unsubscribe") || g_str_equal(t, "unsubscribed") ||
 	       g_str_equal(t, "probe");

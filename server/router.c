@@ -11,6 +11,7 @@
 #include "module-host.h"
 #include "router-private.h"
 #include "session-private.h"
+#include "stanza-private.h"
 
 typedef enum {
 	KIND_MESSAGE,
@@ -49,8 +50,10 @@ is_type(MagpieStanza *stanza, const char *type)
 static gboolean
 is_subscription_type(MagpieStanza *stanza)
 {
-	const char *t = stanza_type(stanza);
+	const char *t = magpie_stanza_get_attr(stanza, "type");
 
+	if (!t) /* available presence, the most common */
+		return FALSE;
 	return g_str_equal(t, "subscribe") || g_str_equal(t, "subscribed") ||
 	       g_str_equal(t, "unsubscribe") || g_str_equal(t, "unsubscribed") ||
 	       g_str_equal(t, "probe");
@@ -238,16 +241,21 @@ message_bare_default(MagpieStanzaEvent *ev)
 }
 
 static void
-presence_bare_default(MagpieStanzaEvent *ev)
+presence_to_available(MagpieStanza *stanza, MagpieJid *to)
 {
-	MagpieStanza *stanza = magpie_event_stanza(ev);
 	Targets targets;
 
 	if (is_type(stanza, "error"))
 		return;
-	select_available(magpie_event_to(ev), &targets);
+	select_available(to, &targets);
 	targets_send(&targets, stanza);
 	targets_clear(&targets);
+}
+
+static void
+presence_bare_default(MagpieStanzaEvent *ev)
+{
+	presence_to_available(magpie_event_stanza(ev), magpie_event_to(ev));
 }
 
 static void
@@ -371,6 +379,13 @@ dispatch(MagpieStanza *stanza, MagpieSession *origin, MagpieJid *from, MagpieJid
 		return;
 	}
 	if (magpie_jid_is_bare(to)) {
+		/* Presence broadcasts come this way once per contact: without a
+		 * presence.bare handler, the default rule needs no event. */
+		if (kind == KIND_PRESENCE &&
+		    !magpie_hook_has_handlers(MAGPIE_EVENT_PRESENCE_BARE)) {
+			presence_to_available(stanza, to);
+			return;
+		}
 		run_event(kind == KIND_MESSAGE    ? MAGPIE_EVENT_MESSAGE_BARE
 		          : kind == KIND_PRESENCE ? MAGPIE_EVENT_PRESENCE_BARE
 		                                  : MAGPIE_EVENT_IQ_BARE,
@@ -415,6 +430,34 @@ magpie_route(MagpieStanza *stanza, MagpieJid *from)
 		return;
 	}
 	route(stanza, NULL, from, to);
+}
+
+void
+magpie_route_each(MagpieStanza *stanza, MagpieJid *from, MagpieJid *const *to, guint n_to)
+{
+	g_return_if_fail(stanza != NULL && from != NULL && (to != NULL || n_to == 0));
+
+	/* One working copy serves every address in turn while nothing keeps
+	 * or changes it: its 'to' is replaced and its bytes spliced rather
+	 * than copied and serialized each time. A copy that a handler kept
+	 * (PENDING) or modified is left to it, and the next address gets a
+	 * fresh one, so each address sees what magpie_route() of its own copy
+	 * would have shown it. */
+	MagpieStanza *work = NULL;
+
+	for (guint i = 0; i < n_to; i++) {
+		if (!work) {
+			work = magpie_stanza_copy(stanza);
+			magpie_stanza_set_attr(work, "from", magpie_jid_string(from));
+		}
+		magpie_stanza_set_attr(work, "to", magpie_jid_string(to[i]));
+		guint generation = magpie_stanza_generation(work);
+		route(work, NULL, from, to[i]);
+		if (magpie_stanza_is_shared(work) || magpie_stanza_generation(work) != generation)
+			g_clear_pointer(&work, magpie_stanza_unref);
+	}
+	if (work)
+		magpie_stanza_unref(work);
 }
 
 /* presence.out let an outbound subscription stanza through. */

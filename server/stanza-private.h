@@ -26,5 +26,10 @@ void magpie_element_add_text_internal(MagpieElement *el, const char *text, gsize
 MagpieElement *magpie_element_parent(const MagpieElement *el);
 /* Bytes allocated for the stanza's arena (for stats and tests). */
 gsize magpie_stanza_arena_size(MagpieStanza *stanza);
+/* Changes whenever the stanza's tree changes (any attribute, child or
+ * text), to tell whether code it was handed to modified it. */
+guint magpie_stanza_generation(MagpieStanza *stanza);
+/* Does anything but the caller hold a reference? */
+gboolean magpie_stanza_is_shared(MagpieStanza *stanza);
 
 G_END_DECLS

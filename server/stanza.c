@@ -13,6 +13,7 @@
 #define STANZA_ALLOC_SIZE 1024
 #define ARENA_CHUNK_MIN   2048
 #define ARENA_CHUNK_MAX   (64 * 1024)
+#define NO_TO_OFF         G_MAXSIZE
 
 typedef struct _ArenaChunk ArenaChunk;
 struct _ArenaChunk {
@@ -58,8 +59,17 @@ struct _MagpieStanza {
 	gsize arena_total;
 	ArenaChunk *chunks;
 	MagpieElement *root;
-	GBytes *bytes;
-	/* the first arena chunk follows */
+	GBytes *bytes; /* the serialization, cached */
+	/* The serialization of this stanza as it was before only the root's
+	 * 'to' changed: the new bytes are spliced from it (the value is at
+	 * to_off, to_len bytes escaped), so one stanza routed to many
+	 * addresses in turn is serialized once. to_off is NO_TO_OFF when the
+	 * cached bytes have no 'to' to replace. */
+	GBytes *spliceable;
+	gsize to_off;
+	gsize to_len;
+	guint generation; /* bumped by every change */
+	                  /* the first arena chunk follows */
 };
 
 /* Namespaces that occur in most stanzas share one static copy. */
@@ -158,7 +168,26 @@ arena_ns(MagpieStanza *st, const MagpieElement *parent, const char *ns)
 static inline void
 invalidate(MagpieStanza *st)
 {
+	st->generation++;
 	if (G_UNLIKELY(st->bytes != NULL))
+		g_clear_pointer(&st->bytes, g_bytes_unref);
+	if (G_UNLIKELY(st->spliceable != NULL))
+		g_clear_pointer(&st->spliceable, g_bytes_unref);
+}
+
+/* Only the root's 'to' changes to a new value: keep what the bytes can be
+ * spliced from, if anything. */
+static void
+invalidate_to(MagpieStanza *st)
+{
+	st->generation++;
+	if (st->spliceable == NULL && st->bytes != NULL && st->to_off != NO_TO_OFF) {
+		st->spliceable = g_steal_pointer(&st->bytes);
+		return;
+	}
+	if (st->spliceable == NULL)
+		invalidate(st);
+	else
 		g_clear_pointer(&st->bytes, g_bytes_unref);
 }
 
@@ -177,6 +206,10 @@ stanza_alloc(void)
 	st->chunks = NULL;
 	st->root = NULL;
 	st->bytes = NULL;
+	st->spliceable = NULL;
+	st->to_off = NO_TO_OFF;
+	st->to_len = 0;
+	st->generation = 0;
 	return st;
 }
 
@@ -252,6 +285,8 @@ magpie_stanza_unref(MagpieStanza *stanza)
 	}
 	if (stanza->bytes != NULL)
 		g_bytes_unref(stanza->bytes);
+	if (stanza->spliceable != NULL)
+		g_bytes_unref(stanza->spliceable);
 	g_free(stanza);
 }
 
@@ -436,8 +471,11 @@ magpie_element_set_attr(MagpieElement *el, const char *name, const char *value)
 	g_return_if_fail(el != NULL);
 	g_return_if_fail(name != NULL && name[0] != '\0');
 
-	invalidate(el->stanza);
 	a = element_find_attr(el, name);
+	if (value != NULL && a != NULL && el == el->stanza->root && strcmp(name, "to") == 0)
+		invalidate_to(el->stanza);
+	else
+		invalidate(el->stanza);
 	if (value == NULL) {
 		if (a != NULL) {
 			guint i = a - el->attrs;
@@ -837,8 +875,11 @@ element_size(const MagpieElement *el, const char *parent_ns, gboolean ns_implici
 	return n + 2 + name_len + 1;
 }
 
+/* @mark (may be NULL): an attribute of @el whose value's position is
+ * stored in *@mark_pos. */
 static char *
-element_write(char *p, const MagpieElement *el, const char *parent_ns, gboolean ns_implicit)
+element_write_marked(char *p, const MagpieElement *el, const char *parent_ns, gboolean ns_implicit,
+                     const Attr *mark, char **mark_pos)
 {
 	gsize name_len = strlen(el->name);
 
@@ -858,6 +899,8 @@ element_write(char *p, const MagpieElement *el, const char *parent_ns, gboolean 
 			*p++ = ' ';
 		p = write_bytes(p, a->name, strlen(a->name));
 		p = write_bytes(p, "='", 2);
+		if (a == mark)
+			*mark_pos = p;
 		p = write_escaped(p, a->value, strlen(a->value), 1);
 		*p++ = '\'';
 	}
@@ -870,13 +913,20 @@ element_write(char *p, const MagpieElement *el, const char *parent_ns, gboolean 
 
 			p = write_escaped(p, t->text, t->len, 2);
 		} else {
-			p = element_write(p, (const MagpieElement *) c, el->ns, FALSE);
+			p = element_write_marked(p, (const MagpieElement *) c, el->ns, FALSE, NULL,
+			                         NULL);
 		}
 	}
 	p = write_bytes(p, "</", 2);
 	p = write_bytes(p, el->name, name_len);
 	*p++ = '>';
 	return p;
+}
+
+static char *
+element_write(char *p, const MagpieElement *el, const char *parent_ns, gboolean ns_implicit)
+{
+	return element_write_marked(p, el, parent_ns, ns_implicit, NULL, NULL);
 }
 
 static void
@@ -925,6 +975,39 @@ magpie_stanza_serialize(MagpieStanza *stanza, const char *stream_ns, GString *ou
 	element_serialize(stanza->root, stream_ns, root_ns_implicit(stanza, stream_ns), out);
 }
 
+/* The bytes of a stanza that differs from its spliceable bytes only by
+ * the root's 'to' value. */
+static GBytes *
+splice_to(MagpieStanza *stanza)
+{
+	const char *to = magpie_element_get_attr(stanza->root, "to");
+	gsize to_len = strlen(to);
+	gsize old_size;
+	const char *old = g_bytes_get_data(stanza->spliceable, &old_size);
+	gsize tail = old_size - stanza->to_off - stanza->to_len;
+	gsize size = stanza->to_off + escaped_size(to, to_len, 1) + tail;
+	char *buf = g_malloc(size);
+	char *p = write_bytes(buf, old, stanza->to_off);
+
+	p = write_escaped(p, to, to_len, 1);
+	p = write_bytes(p, old + stanza->to_off + stanza->to_len, tail);
+	g_assert(p == buf + size);
+	stanza->bytes = g_bytes_new_take(buf, size);
+	return stanza->bytes;
+}
+
+guint
+magpie_stanza_generation(MagpieStanza *stanza)
+{
+	return stanza->generation;
+}
+
+gboolean
+magpie_stanza_is_shared(MagpieStanza *stanza)
+{
+	return g_atomic_int_get(&stanza->refcount) > 1;
+}
+
 GBytes *
 magpie_stanza_to_bytes(MagpieStanza *stanza)
 {
@@ -932,11 +1015,22 @@ magpie_stanza_to_bytes(MagpieStanza *stanza)
 
 	if (stanza->bytes != NULL)
 		return stanza->bytes;
+	if (stanza->spliceable != NULL)
+		return splice_to(stanza);
 	gboolean implicit = root_ns_implicit(stanza, MAGPIE_NS_CLIENT);
 	gsize size = element_size(stanza->root, MAGPIE_NS_CLIENT, implicit);
 	char *buf = g_malloc(size);
-	char *end = element_write(buf, stanza->root, MAGPIE_NS_CLIENT, implicit);
+	const Attr *to = element_find_attr(stanza->root, "to");
+	char *to_pos = NULL;
+	char *end =
+	        element_write_marked(buf, stanza->root, MAGPIE_NS_CLIENT, implicit, to, &to_pos);
 	g_assert(end == buf + size);
+	if (to_pos != NULL) {
+		stanza->to_off = to_pos - buf;
+		stanza->to_len = escaped_size(to->value, strlen(to->value), 1);
+	} else {
+		stanza->to_off = NO_TO_OFF;
+	}
 	stanza->bytes = g_bytes_new_take(buf, size);
 	return stanza->bytes;
 }

@@ -9,6 +9,14 @@ G_BEGIN_DECLS
  * address through the whole pipeline (stanza.pre, destination events,
  * delivery rules). 'from' is stamped from @from. (transfer none) */
 MAGPIE_API void magpie_route(MagpieStanza *stanza, MagpieJid *from);
+/* Route @stanza from @from to each of the @n_to addresses @to (parsed
+ * JIDs), in order: the same as magpie_route() of a copy of @stanza with
+ * 'to' set to each address, but cheaper for many addresses (a presence
+ * broadcast to the contacts): the copies are made and serialized once
+ * while no handler keeps or changes them. @stanza itself is not changed.
+ * (transfer none) */
+MAGPIE_API void magpie_route_each(MagpieStanza *stanza, MagpieJid *from, MagpieJid *const *to,
+                                  guint n_to);
 
 /* Deliver to a local full JID's session without hooks; FALSE if no such
  * session. */

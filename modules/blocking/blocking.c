@@ -60,6 +60,10 @@ struct _Blocking {
 	MagpieModule *mod;
 	GHashTable *lists;  /* owner bare JID string -> BlockList */
 	GHashTable *bypass; /* MagpieStanza (ref) -> gint64 expiry, in a GINT64 box */
+	/* The sender judged last and its list (both referenced): a presence
+	 * broadcast asks for the same sender's list once per contact. */
+	MagpieJid *last_from;
+	BlockList *last_from_list;
 	guint listen_id;
 	GCancellable *cancellable;
 	guint push_counter;
@@ -524,6 +528,25 @@ is_local_account(MagpieJid *jid)
 	return magpie_jid_node(jid) && magpie_config_is_local_host(magpie_jid_domain(jid));
 }
 
+/* block_list_get() for a stanza's sender, remembering the last one: the
+ * same JID object (a session's) means the same account. */
+static BlockList *
+sender_list_get(Blocking *blocking, MagpieJid *from)
+{
+	BlockList *list = blocking->last_from_list;
+
+	if (blocking->last_from == from && list->blocking != NULL) {
+		list->last_used = g_get_monotonic_time();
+		return list;
+	}
+	list = block_list_get(blocking, from);
+	g_clear_pointer(&blocking->last_from, magpie_jid_unref);
+	g_clear_pointer(&blocking->last_from_list, block_list_unref);
+	blocking->last_from = magpie_jid_ref(from);
+	blocking->last_from_list = block_list_ref(list);
+	return list;
+}
+
 /* @need_out: the list to wait for when the verdict is WAIT. */
 static Verdict
 judge(Blocking *blocking, MagpieStanzaEvent *ev, BlockList **need_out)
@@ -544,7 +567,7 @@ judge(Blocking *blocking, MagpieStanzaEvent *ev, BlockList **need_out)
 		return VERDICT_PASS;
 
 	if (is_local_account(from)) {
-		BlockList *list = block_list_get(blocking, from);
+		BlockList *list = sender_list_get(blocking, from);
 		if (!list->items) {
 			*need_out = list;
 			return VERDICT_WAIT;
@@ -693,7 +716,8 @@ blocking_stanza_pre(MagpieModule *mod, MagpieStanzaEvent *ev)
 	BlockList *need = NULL;
 	Verdict verdict;
 
-	if (bypass_take(blocking, magpie_event_stanza(ev)))
+	if (g_hash_table_size(blocking->bypass) > 0 &&
+	    bypass_take(blocking, magpie_event_stanza(ev)))
 		return MAGPIE_HOOK_CONTINUE;
 	verdict = judge(blocking, ev, &need);
 	if (verdict != VERDICT_WAIT)
@@ -1075,6 +1099,8 @@ blocking_data_free(gpointer data)
 	g_cancellable_cancel(blocking->cancellable);
 	g_hash_table_unref(blocking->lists);
 	g_hash_table_unref(blocking->bypass);
+	g_clear_pointer(&blocking->last_from, magpie_jid_unref);
+	g_clear_pointer(&blocking->last_from_list, block_list_unref);
 	g_object_unref(blocking->cancellable);
 	g_free(blocking);
 }

@@ -24,8 +24,15 @@ enum {
 	SUB_FROM = 1 << 1,
 };
 
+/* A contact with a subscription, and its address parsed once for the
+ * broadcasts. */
 typedef struct {
-	GHashTable *contacts; /* bare JID string -> GINT_TO_POINTER(SUB_* flags) */
+	int flags;      /* SUB_* */
+	MagpieJid *jid; /* NULL if the stored address does not parse */
+} Contact;
+
+typedef struct {
+	GHashTable *contacts; /* bare JID string -> Contact * */
 	gboolean loaded;
 	gboolean loading;
 	gboolean reload;    /* a change arrived while loading */
@@ -61,6 +68,34 @@ sub_flags(const char *subscription)
 	if (g_str_equal(subscription, "from"))
 		return SUB_FROM;
 	return 0;
+}
+
+static void
+contact_free(gpointer data)
+{
+	Contact *c = data;
+
+	if (c->jid)
+		magpie_jid_unref(c->jid);
+	g_free(c);
+}
+
+static void
+contacts_set(GHashTable *contacts, const char *contact, int flags)
+{
+	Contact *c = g_new(Contact, 1);
+
+	c->flags = flags;
+	c->jid = magpie_jid_parse(contact, NULL);
+	g_hash_table_insert(contacts, g_strdup(contact), c);
+}
+
+static int
+contact_flags(GHashTable *contacts, const char *contact)
+{
+	Contact *c = g_hash_table_lookup(contacts, contact);
+
+	return c ? c->flags : 0;
 }
 
 static void
@@ -120,7 +155,7 @@ cache_set(MagpieModule *mod, MagpieJid *owner, const char *contact, const char *
 		cache->reload = TRUE;
 	int flags = sub_flags(subscription);
 	if (flags)
-		g_hash_table_insert(cache->contacts, g_strdup(contact), GINT_TO_POINTER(flags));
+		contacts_set(cache->contacts, contact, flags);
 	else
 		g_hash_table_remove(cache->contacts, contact);
 }
@@ -368,8 +403,7 @@ presence_probe(MagpieModule *mod, MagpieStanzaEvent *ev, MagpieJid *owner, Magpi
 	if (!reply_to || magpie_jid_bare_equal(owner, contact))
 		return MAGPIE_HOOK_STOP;
 	if (cache && cache->loaded && has_available(owner)) {
-		int flags = GPOINTER_TO_INT(
-		        g_hash_table_lookup(cache->contacts, magpie_jid_string(contact)));
+		int flags = contact_flags(cache->contacts, magpie_jid_string(contact));
 		if (flags & SUB_FROM)
 			send_current_presence(owner, reply_to);
 		else
@@ -457,15 +491,18 @@ broadcast_now(MagpieModule *mod, MagpieStanzaEvent *ev, GHashTable *directed)
 	gpointer key, value;
 
 	if (cache) {
+		/* References: routing may change the cache (a roster change). */
+		g_autoptr(GPtrArray) to = g_ptr_array_new_full(g_hash_table_size(cache->contacts),
+		                                               (GDestroyNotify) magpie_jid_unref);
 		g_hash_table_iter_init(&iter, cache->contacts);
 		while (g_hash_table_iter_next(&iter, &key, &value)) {
-			if (!(GPOINTER_TO_INT(value) & SUB_FROM) ||
+			Contact *c = value;
+			if (!(c->flags & SUB_FROM) || !c->jid ||
 			    g_str_equal(key, magpie_jid_string(owner)))
 				continue;
-			g_autoptr(MagpieStanza) copy = magpie_stanza_copy(stanza);
-			magpie_stanza_set_attr(copy, "to", key);
-			magpie_route(copy, full);
+			g_ptr_array_add(to, magpie_jid_ref(c->jid));
 		}
+		magpie_route_each(stanza, full, (MagpieJid *const *) to->pdata, to->len);
 	}
 	/* §4.6.3: directed presence recipients that are not subscribers hear
 	 * about the unavailability too. */
@@ -476,9 +513,9 @@ broadcast_now(MagpieModule *mod, MagpieStanzaEvent *ev, GHashTable *directed)
 			if (!target)
 				continue;
 			g_autoptr(MagpieJid) target_bare = magpie_jid_bare(target);
-			if (cache && (GPOINTER_TO_INT(g_hash_table_lookup(
-			                      cache->contacts, magpie_jid_string(target_bare))) &
-			              SUB_FROM))
+			if (cache &&
+			    (contact_flags(cache->contacts, magpie_jid_string(target_bare)) &
+			     SUB_FROM))
 				continue;
 			if (magpie_jid_bare_equal(target, owner))
 				continue;
@@ -520,10 +557,8 @@ cache_loaded(GObject *source, GAsyncResult *result, gpointer user_data)
 			for (int i = 0; i < magpie_pg_result_rows(res); i++) {
 				int flags = sub_flags(magpie_pg_result_get(res, i, 1));
 				if (flags)
-					g_hash_table_insert(
-					        cache->contacts,
-					        g_strdup(magpie_pg_result_get(res, i, 0)),
-					        GINT_TO_POINTER(flags));
+					contacts_set(cache->contacts,
+					             magpie_pg_result_get(res, i, 0), flags);
 			}
 		}
 		/* Even after an error: broadcast to what we know rather than
@@ -565,7 +600,7 @@ cache_ensure(MagpieModule *mod, MagpieJid *owner)
 	if (cache)
 		return cache;
 	cache = g_new0(UserCache, 1);
-	cache->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	cache->contacts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, contact_free);
 	cache->waiting = g_ptr_array_new_with_free_func(broadcast_wait_free);
 	g_hash_table_insert(pd->users, g_strdup(magpie_jid_bare_string(owner)), cache);
 	g_autoptr(MagpieJid) bare = magpie_jid_bare(owner);
@@ -655,7 +690,7 @@ presence_session_available(MagpieModule *mod, MagpieStanzaEvent *ev)
 		gpointer key, value;
 		g_hash_table_iter_init(&iter, cache->contacts);
 		while (g_hash_table_iter_next(&iter, &key, &value)) {
-			if ((GPOINTER_TO_INT(value) & SUB_TO) &&
+			if ((((Contact *) value)->flags & SUB_TO) &&
 			    !g_str_equal(key, magpie_jid_string(owner)))
 				send_presence_type("probe", owner, key);
 		}

@@ -4,6 +4,8 @@
 
 #include <magpie/stanza.h>
 
+#include "stanza-private.h"
+
 static char *
 to_string(MagpieStanza *stanza)
 {
@@ -357,6 +359,92 @@ test_speed(void)
 	g_string_free(out, TRUE);
 }
 
+/* Changing only the root's 'to' splices the new value into the cached
+ * bytes; the result must always equal a fresh serialization. */
+static void
+assert_same_as_fresh(MagpieStanza *st)
+{
+	g_autofree char *cached = to_string(st);
+	g_autoptr(MagpieStanza) copy = magpie_stanza_copy(st);
+	g_autofree char *fresh = to_string(copy);
+
+	g_assert_cmpstr(cached, ==, fresh);
+}
+
+static void
+test_spliced_to(void)
+{
+	g_autoptr(MagpieStanza) st = magpie_stanza_parse(
+	        "<presence from='a@x/r' to='b@x' xmlns:q='urn:q' q:to='keep'>"
+	        "<show>away</show><status>b&amp;c &lt;d&gt; 'e'</status></presence>",
+	        -1, MAGPIE_NS_CLIENT, NULL);
+	static const char *const values[] = {
+		"c@x",
+		"",
+		"a much longer address@example.org/with resource",
+		"quote'\"&<>\t\n\r",
+		"d\x01\x1f@x",
+		"\xff\xfe not UTF-8",
+		"e@x",
+	};
+
+	g_assert_nonnull(st);
+	assert_same_as_fresh(st);
+	for (guint i = 0; i < G_N_ELEMENTS(values); i++) {
+		guint gen = magpie_stanza_generation(st);
+
+		magpie_stanza_set_attr(st, "to", values[i]);
+		g_assert_cmpuint(magpie_stanza_generation(st), !=, gen);
+		assert_same_as_fresh(st);
+		/* twice in a row without serializing in between */
+		magpie_stanza_set_attr(st, "to", values[(i + 1) % G_N_ELEMENTS(values)]);
+		magpie_stanza_set_attr(st, "to", values[i]);
+		assert_same_as_fresh(st);
+	}
+	g_autofree char *s = to_string(st);
+	g_assert_nonnull(strstr(s, "to='e@x'"));
+	g_assert_nonnull(strstr(s, ":to='keep'"));
+
+	/* any other change after a splice: full serialization again */
+	magpie_element_add_text(magpie_stanza_find_child(st, "show", NULL), "!", -1);
+	magpie_stanza_set_attr(st, "to", "f@x");
+	assert_same_as_fresh(st);
+	g_clear_pointer(&s, g_free);
+	s = to_string(st);
+	g_assert_nonnull(strstr(s, "<show>away!</show>"));
+
+	/* removing 'to', then adding it back (a new attribute, at the end) */
+	magpie_stanza_set_attr(st, "to", NULL);
+	assert_same_as_fresh(st);
+	g_clear_pointer(&s, g_free);
+	s = to_string(st);
+	g_assert_null(strstr(s, " to="));
+	magpie_stanza_set_attr(st, "to", "g@x");
+	assert_same_as_fresh(st);
+	magpie_stanza_set_attr(st, "to", "h@x");
+	assert_same_as_fresh(st);
+
+	/* 'to' on a child is not the stanza's */
+	magpie_element_set_attr(magpie_stanza_find_child(st, "show", NULL), "to", "i@x");
+	assert_same_as_fresh(st);
+
+	/* a stanza whose bytes were made without 'to' */
+	g_autoptr(MagpieStanza) bare = magpie_stanza_new("presence", MAGPIE_NS_CLIENT);
+	assert_same_as_fresh(bare);
+	magpie_stanza_set_attr(bare, "to", "j@x");
+	assert_same_as_fresh(bare);
+	magpie_stanza_set_attr(bare, "to", "k@x");
+	assert_same_as_fresh(bare);
+	g_clear_pointer(&s, g_free);
+	s = to_string(bare);
+	g_assert_cmpstr(s, ==, "<presence to='k@x'/>");
+
+	g_assert_false(magpie_stanza_is_shared(bare));
+	magpie_stanza_ref(bare);
+	g_assert_true(magpie_stanza_is_shared(bare));
+	magpie_stanza_unref(bare);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -366,6 +454,7 @@ main(int argc, char **argv)
 	g_test_add_func("/stanza/parse/round-trip", test_parse_round_trip);
 	g_test_add_func("/stanza/parse/errors", test_parse_errors);
 	g_test_add_func("/stanza/cached-bytes", test_cached_bytes);
+	g_test_add_func("/stanza/spliced-to", test_spliced_to);
 	g_test_add_func("/stanza/copy", test_copy);
 	g_test_add_func("/stanza/refcount-and-big", test_refcount_and_big);
 	g_test_add_func("/stanza/invalid-input-sanitized", test_invalid_input_sanitized);

@@ -22,6 +22,12 @@
 #define FEED_SLICE 4096
 /* Text buffers bigger than this are not kept between stanzas. */
 #define TEXT_KEEP_MAX 8192
+/* libxml2 gives a push context an input buffer of twice this (default
+ * 4096, so 8 KiB of a 16 KiB context). Stanzas are mostly well under
+ * 1 KiB and the buffer grows when one is not; a c2s stream keeps its
+ * context until it has been silent for 5-10 s, so after a login burst
+ * thousands are alive. */
+#define INPUT_BUFFER_SIZE 1024
 
 struct _MagpieXmlStream {
 	MagpieXmlStreamCallbacks cb;
@@ -493,6 +499,8 @@ xs_init_libxml(void)
 
 	if (g_once_init_enter(&once)) {
 		xmlInitParser();
+		xmlThrDefDefaultBufferSize(INPUT_BUFFER_SIZE);
+		xmlDefaultBufferSize = INPUT_BUFFER_SIZE;
 		g_once_init_leave(&once, 1);
 	}
 }
@@ -704,17 +712,18 @@ magpie_xml_stream_at_boundary(MagpieXmlStream *xs)
 	return is_xml_space((const char *) in->cur, in->end - in->cur);
 }
 
-void
+gboolean
 magpie_xml_stream_release(MagpieXmlStream *xs)
 {
-	g_return_if_fail(xs != NULL);
-	g_return_if_fail(!xs->in_parse);
+	g_return_val_if_fail(xs != NULL, FALSE);
+	g_return_val_if_fail(!xs->in_parse, FALSE);
 
 	if (xs->ctxt == NULL || !magpie_xml_stream_at_boundary(xs))
-		return;
+		return FALSE;
 	xmlFreeParserCtxt(xs->ctxt);
 	xs->ctxt = NULL;
 	xs_free_text(xs);
+	return TRUE;
 }
 
 guint

@@ -59,8 +59,8 @@ void magpie_xml_stream_pause(MagpieXmlStream *xs);
 void magpie_xml_stream_reset(MagpieXmlStream *xs);
 /* At a stanza boundary, free the libxml2 context to save memory on an idle
  * stream; it is rebuilt (primed with the original header, no event) at
- * the next feed. No-op inside a stanza. */
-void magpie_xml_stream_release(MagpieXmlStream *xs);
+ * the next feed. No-op inside a stanza. TRUE when a context was freed. */
+gboolean magpie_xml_stream_release(MagpieXmlStream *xs);
 /* Is the parser between stanzas (depth 1, nothing partial buffered)? */
 gboolean magpie_xml_stream_at_boundary(MagpieXmlStream *xs);
 /* For tests: number of context replacements because of dictionary size. */

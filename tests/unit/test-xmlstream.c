@@ -713,14 +713,17 @@ test_release_rebuild(void)
 		collector_init(&c, NULL);
 		magpie_xml_stream_feed(c.xs, HEADER "<message><body>he", strlen(HEADER) + 17);
 		g_assert_false(magpie_xml_stream_at_boundary(c.xs));
-		magpie_xml_stream_release(c.xs);
+		g_assert_false(magpie_xml_stream_release(c.xs));
 		magpie_xml_stream_feed(c.xs, "llo</body></message><db:result/>", 32);
 		g_assert_cmpuint(c.errors, ==, 0);
 		g_assert_true(g_str_has_suffix(
 		        c.log->str, "<message xmlns='jabber:client'><body>hello</body></message>\n"
 		                    "<result xmlns='jabber:server:dialback'/>\n"));
 		g_assert_true(magpie_xml_stream_at_boundary(c.xs));
-		magpie_xml_stream_release(c.xs);
+		g_assert_true(magpie_xml_stream_release(c.xs));
+		/* nothing left to free */
+		g_assert_false(magpie_xml_stream_release(c.xs));
+		g_assert_true(magpie_xml_stream_at_boundary(c.xs));
 		magpie_xml_stream_feed(c.xs, "  <db:verify id='1'/>", 21);
 		g_assert_true(g_str_has_suffix(
 		        c.log->str, "<verify xmlns='jabber:server:dialback' id='1'/>\n"));

@@ -861,7 +861,7 @@ sweep(gpointer data)
 		    (idle_us > 0 && silent > idle_us))
 			g_ptr_array_add(victims, magpie_session_ref(s));
 		else if (s->state == C2S_STATE_BOUND && silent > PARSER_RELEASE_US &&
-		         magpie_xml_stream_at_boundary(s->xs) && magpie_xml_stream_release(s->xs))
+		         magpie_xml_stream_release(s->xs))
 			/* An idle stream needs no parser context (about 10 KiB):
 			 * it is rebuilt at the next byte (crux.md §2). */
 			released++;

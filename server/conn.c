@@ -931,6 +931,42 @@ magpie_conn_tls_resumed(MagpieConn *conn)
 	return gnutls_session_is_resumed(conn->session) != 0;
 }
 
+/* The GnuTLS binding for @type if this connection has one (RFC 9266 §3:
+ * tls-exporter on TLS 1.2 only with the extended master secret; RFC 8446
+ * §C.5: no tls-unique on TLS 1.3). Nothing is computed. */
+static gboolean
+conn_binding_type(MagpieConn *conn, const char *type, gnutls_channel_binding_t *cbtype)
+{
+	gboolean tls13;
+
+	if (conn->phase != CONN_TLS || conn->session == NULL)
+		return FALSE;
+	tls13 = gnutls_protocol_get_version(conn->session) == GNUTLS_TLS1_3;
+	if (g_str_equal(type, "tls-exporter")) {
+		*cbtype = GNUTLS_CB_TLS_EXPORTER;
+		return tls13 || gnutls_session_ext_master_secret_status(conn->session);
+	}
+	if (g_str_equal(type, "tls-server-end-point")) {
+		*cbtype = GNUTLS_CB_TLS_SERVER_END_POINT;
+		return TRUE;
+	}
+	if (g_str_equal(type, "tls-unique")) {
+		*cbtype = GNUTLS_CB_TLS_UNIQUE;
+		return !tls13;
+	}
+	return FALSE;
+}
+
+gboolean
+magpie_conn_has_channel_binding(MagpieConn *conn, const char *type)
+{
+	gnutls_channel_binding_t cbtype;
+
+	g_return_val_if_fail(conn != NULL, FALSE);
+	g_return_val_if_fail(type != NULL, FALSE);
+	return conn_binding_type(conn, type, &cbtype);
+}
+
 GBytes *
 magpie_conn_channel_binding(MagpieConn *conn, const char *type)
 {
@@ -941,24 +977,10 @@ magpie_conn_channel_binding(MagpieConn *conn, const char *type)
 	g_return_val_if_fail(conn != NULL, NULL);
 	g_return_val_if_fail(type != NULL, NULL);
 
-	if (conn->phase != CONN_TLS || conn->session == NULL)
+	if (!conn_binding_type(conn, type, &cbtype))
 		return NULL;
-	if (g_str_equal(type, "tls-exporter")) {
-		/* RFC 9266 §3: TLS 1.2 only with the extended master secret. */
-		if (gnutls_protocol_get_version(conn->session) != GNUTLS_TLS1_3 &&
-		    !gnutls_session_ext_master_secret_status(conn->session))
-			return NULL;
-		cbtype = GNUTLS_CB_TLS_EXPORTER;
-	} else if (g_str_equal(type, "tls-server-end-point")) {
-		cbtype = GNUTLS_CB_TLS_SERVER_END_POINT;
-	} else if (g_str_equal(type, "tls-unique")) {
-		/* Not defined for TLS 1.3 (RFC 8446 §C.5). */
-		if (gnutls_protocol_get_version(conn->session) == GNUTLS_TLS1_3)
-			return NULL;
-		cbtype = GNUTLS_CB_TLS_UNIQUE;
-	} else {
-		return NULL;
-	}
+	/* tls-server-end-point hashes the certificate: parsed here, so only
+	 * for a connection that uses it. */
 	if (gnutls_session_channel_binding(conn->session, cbtype, &datum) < 0)
 		return NULL;
 	bytes = g_bytes_new(datum.data, datum.size);

@@ -47,6 +47,8 @@ gboolean magpie_conn_tls_resumed(MagpieConn *conn);
 /* Channel binding data for "tls-exporter", "tls-server-end-point" or
  * "tls-unique"; NULL when unavailable on this connection. (transfer full) */
 GBytes *magpie_conn_channel_binding(MagpieConn *conn, const char *type);
+/* Whether magpie_conn_channel_binding() applies to @type, without computing it. */
+gboolean magpie_conn_has_channel_binding(MagpieConn *conn, const char *type);
 
 void magpie_conn_write(MagpieConn *conn, const char *data, gsize len);
 void magpie_conn_write_bytes(MagpieConn *conn, GBytes *bytes);

@@ -551,6 +551,17 @@ sasl_binding_data(MagpieSasl *sasl, const char *type)
 	return magpie_conn_channel_binding(sasl->conn, type);
 }
 
+/* Whether @type can be offered; its data is computed only when used. */
+static gboolean
+sasl_binding_available(MagpieSasl *sasl, const char *type)
+{
+	if (sasl->test_tls)
+		return sasl->test_cb_type != NULL && g_str_equal(type, sasl->test_cb_type) &&
+		       sasl->test_cb_data != NULL;
+	return sasl->conn != NULL && sasl->is_tls &&
+	       magpie_conn_has_channel_binding(sasl->conn, type);
+}
+
 static void
 sasl_set_binding(MagpieSasl *sasl, const char *type, GBytes *data)
 {
@@ -603,14 +614,22 @@ sasl_setup(MagpieSasl *sasl)
 		sasl_ssf_t ssf = SASL_EXTERNAL_SSF;
 
 		sasl_setprop(sasl->sasl_conn, SASL_SSF_EXTERNAL, &ssf);
+		/* Only the default binding is computed here: the others (the
+		 * server-end-point one parses the certificate) only when a
+		 * client asks for them. */
 		for (guint i = 0; sasl_binding_types[i] != NULL; i++) {
-			g_autoptr(GBytes) data = sasl_binding_data(sasl, sasl_binding_types[i]);
+			const char *type = sasl_binding_types[i];
 
-			if (data == NULL)
+			if (!sasl_binding_available(sasl, type))
 				continue;
-			if (types->len == 0)
-				sasl_set_binding(sasl, sasl_binding_types[i], data);
-			g_ptr_array_add(types, g_strdup(sasl_binding_types[i]));
+			if (types->len == 0) {
+				g_autoptr(GBytes) data = sasl_binding_data(sasl, type);
+
+				if (data == NULL)
+					continue;
+				sasl_set_binding(sasl, type, data);
+			}
+			g_ptr_array_add(types, g_strdup(type));
 		}
 	}
 	g_ptr_array_add(types, NULL);

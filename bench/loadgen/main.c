@@ -152,6 +152,23 @@ run_until(gboolean (*done)(void), double seconds)
 	return done();
 }
 
+/* Runs the main loop until done(), for as long as progress() keeps
+ * changing within every @quiet seconds, at most @max seconds: a slow
+ * server still working through its queue gets the time it needs. */
+static gboolean
+run_while_progressing(gboolean (*done)(void), guint64 (*progress)(void), double quiet, double max)
+{
+	gint64 deadline = g_get_monotonic_time() + (gint64) (max * 1e6);
+
+	while (!done() && g_get_monotonic_time() < deadline) {
+		guint64 before = progress();
+
+		if (run_until(done, quiet) || progress() == before)
+			break;
+	}
+	return done();
+}
+
 static gboolean
 never(void)
 {
@@ -258,6 +275,12 @@ hold_done(void)
 	return hold.next >= hold.end && hold.in_progress == 0;
 }
 
+static guint64
+hold_progress(void)
+{
+	return hold.ready + hold.failed;
+}
+
 /* Logs in users [opt_first + have, opt_first + want) and keeps them. */
 static gboolean
 hold_open(guint want)
@@ -266,7 +289,7 @@ hold_open(guint want)
 	if (hold.next < (guint) opt_first)
 		hold.next = opt_first;
 	hold_next();
-	run_until(hold_done, 60 + want / 50.0);
+	run_while_progressing(hold_done, hold_progress, 30, 600);
 	if (hold.failed > 0 || hold.ready < want) {
 		g_printerr("loadgen: %u of %u sessions failed to log in (%s)\n", want - hold.ready,
 		           want, first_failure ? first_failure : "timeout");
@@ -523,22 +546,10 @@ msg_drained(void)
 	return msg.delivered + msg.errors >= msg.sent->len - phase_first_seq;
 }
 
-/* Waits until every message of the phase arrived, or until nothing
- * arrived for 10 s (an overloaded server still working through its
- * queue gets the time it needs, up to 3 minutes). */
-static void
-msg_drain(void)
+static guint64
+msg_progress(void)
 {
-	gint64 deadline = g_get_monotonic_time() + 180 * G_USEC_PER_SEC;
-
-	while (!msg_drained() && g_get_monotonic_time() < deadline) {
-		guint64 before = msg.delivered + msg.errors;
-
-		if (run_until(msg_drained, 10))
-			break;
-		if (msg.delivered + msg.errors == before)
-			break;
-	}
+	return msg.delivered + msg.errors;
 }
 
 /* One measured phase: rate 0 = closed loop with opt_window in flight. */
@@ -568,7 +579,8 @@ msg_phase(int rate, guint64 *lost_out)
 	}
 	sleep_loop(opt_duration);
 	msg.sending = FALSE;
-	msg_drain();
+	/* Every message of the phase, or nothing more for 10 s. */
+	run_while_progressing(msg_drained, msg_progress, 10, 180);
 	b = clock_now();
 	sent = msg.sent->len - phase_first_seq;
 	lost = sent > msg.delivered + msg.errors ? sent - msg.delivered - msg.errors : 0;
@@ -729,6 +741,12 @@ pres_tick(gpointer data)
 	return pres.sent < total ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
 }
 
+static guint64
+pres_progress(void)
+{
+	return pres.delivered;
+}
+
 static gboolean
 pres_drained(void)
 {
@@ -758,13 +776,7 @@ scenario_presence(void)
 	a = clock_now();
 	g_timeout_add(5, pres_tick, NULL);
 	run_until(pres_drained, (double) conns->len * opt_rounds / opt_rate + 5);
-	/* An overloaded server gets the time it needs while it progresses. */
-	for (;;) {
-		guint64 before = pres.delivered;
-
-		if (pres_drained() || run_until(pres_drained, 10) || pres.delivered == before)
-			break;
-	}
+	run_while_progressing(pres_drained, pres_progress, 10, 180);
 	b = clock_now();
 	pres.counting = FALSE;
 	expected = pres.sent * (opt_clique_size - 1);

@@ -27,11 +27,13 @@ typedef struct {
 	 * adding or removing a handler builds a new array, so a running
 	 * event's snapshot is simply a reference to the array of its time. */
 	GPtrArray *entries;
+	const char *name; /* the key in hook_chains */
 } HookChain;
 
 struct _MagpieStanzaEvent {
 	gint ref_count;
-	const char *name; /* points into name_buf */
+	HookChain *chain;
+	const char *name; /* the chain's */
 	MagpieStanza *stanza;
 	MagpieSession *session;
 	MagpieJid *from;
@@ -50,10 +52,12 @@ struct _MagpieStanzaEvent {
 	GSource *resume_source;
 	MagpieHookDoneFunc done;
 	gpointer done_data;
-	char name_buf[]; /* one allocation for the event and its name */
 };
 
-static GHashTable *hook_chains;    /* event name -> HookChain */
+/* Event name -> HookChain. A chain, once made, lives as long as the
+ * process (with no handlers it is empty), so events and the name cache
+ * below may point at it. The names are the fixed set the code uses. */
+static GHashTable *hook_chains;
 static GHashTable *pending_events; /* MagpieStanzaEvent set (PENDING, not yet resumed) */
 
 static const MagpieHookSessionOps default_session_ops = {
@@ -126,6 +130,42 @@ hook_ensure_tables(void)
 	pending_events = g_hash_table_new(g_direct_hash, g_direct_equal);
 }
 
+/* Events are made for every stanza, each time with one of a few string
+ * constants as the name: a small cache keyed by the constant's address
+ * spares hashing the name each time. The address alone proves nothing
+ * (an unloaded module's constant may be reused by another), so a hit is
+ * confirmed by comparing the strings. */
+#define HOOK_NAME_CACHE 32
+
+static struct {
+	const char *name;
+	HookChain *chain;
+} hook_name_cache[HOOK_NAME_CACHE];
+
+static HookChain *
+hook_chain_get(const char *event)
+{
+	guint slot = (guint) (GPOINTER_TO_SIZE(event) >> 3) % HOOK_NAME_CACHE;
+	HookChain *chain;
+
+	if (hook_name_cache[slot].name == event &&
+	    strcmp(hook_name_cache[slot].chain->name, event) == 0)
+		return hook_name_cache[slot].chain;
+	hook_ensure_tables();
+	chain = g_hash_table_lookup(hook_chains, event);
+	if (chain == NULL) {
+		char *name = g_strdup(event);
+
+		chain = g_new0(HookChain, 1);
+		chain->entries = hook_entries_new(1);
+		chain->name = name;
+		g_hash_table_insert(hook_chains, name, chain);
+	}
+	hook_name_cache[slot].name = event;
+	hook_name_cache[slot].chain = chain;
+	return chain;
+}
+
 void
 magpie_hook_add_internal(MagpieModule *mod, const char *event, MagpieHookFunc func, int priority)
 {
@@ -136,14 +176,7 @@ magpie_hook_add_internal(MagpieModule *mod, const char *event, MagpieHookFunc fu
 	g_return_if_fail(event != NULL);
 	g_return_if_fail(func != NULL);
 
-	hook_ensure_tables();
-	chain = g_hash_table_lookup(hook_chains, event);
-	if (chain == NULL) {
-		chain = g_new0(HookChain, 1);
-		chain->entries = hook_entries_new(1);
-		g_hash_table_insert(hook_chains, g_strdup(event), chain);
-	}
-
+	chain = hook_chain_get(event);
 	entry = g_new0(HookEntry, 1);
 	entry->ref_count = 1;
 	entry->mod = mod;
@@ -227,8 +260,6 @@ hook_chain_remove_if(const char *event, MagpieModule *mod, MagpieHookFunc func)
 			}
 			i++;
 		}
-		if (chain->entries->len == 0)
-			g_hash_table_iter_remove(&iter);
 	}
 	hook_resume_orphans();
 }
@@ -253,12 +284,9 @@ magpie_hook_remove_module(MagpieModule *mod)
 gboolean
 magpie_hook_has_handlers(const char *event)
 {
-	HookChain *chain;
+	g_return_val_if_fail(event != NULL, FALSE);
 
-	if (hook_chains == NULL || event == NULL)
-		return FALSE;
-	chain = g_hash_table_lookup(hook_chains, event);
-	return chain != NULL && chain->entries->len > 0;
+	return hook_chain_get(event)->entries->len > 0;
 }
 
 MagpieStanzaEvent *
@@ -269,16 +297,20 @@ magpie_event_new(const char *name, MagpieStanza *stanza, MagpieSession *session,
 
 	g_return_val_if_fail(name != NULL, NULL);
 
-	size_t name_size = strlen(name) + 1;
-	ev = g_malloc0(sizeof(MagpieStanzaEvent) + name_size);
-	ev->ref_count = 1;
-	memcpy(ev->name_buf, name, name_size);
-	ev->name = ev->name_buf;
-	ev->stanza = stanza ? magpie_stanza_ref(stanza) : NULL;
-	ev->session = session ? session_ops->ref(session) : NULL;
-	ev->from = from ? magpie_jid_ref(from) : NULL;
-	ev->to = to ? magpie_jid_ref(to) : NULL;
-	ev->early_resume = -1;
+	/* One per stanza and hop: g_malloc (which glibc serves from its
+	 * per-thread cache) rather than g_malloc0 (which it does not). */
+	HookChain *chain = hook_chain_get(name);
+	ev = g_new(MagpieStanzaEvent, 1);
+	*ev = (MagpieStanzaEvent){
+		.ref_count = 1,
+		.chain = chain,
+		.name = chain->name,
+		.stanza = stanza ? magpie_stanza_ref(stanza) : NULL,
+		.session = session ? session_ops->ref(session) : NULL,
+		.from = from ? magpie_jid_ref(from) : NULL,
+		.to = to ? magpie_jid_ref(to) : NULL,
+		.early_resume = -1,
+	};
 	return ev;
 }
 
@@ -475,19 +507,15 @@ magpie_hook_resume(MagpieStanzaEvent *ev, MagpieHookResult result)
 void
 magpie_hook_run(MagpieStanzaEvent *ev, MagpieHookDoneFunc done, gpointer user_data)
 {
-	HookChain *chain;
-
 	g_return_if_fail(ev != NULL);
 	g_return_if_fail(!ev->running);
 
-	hook_ensure_tables();
 	magpie_event_ref(ev); /* dropped by hook_finish() */
 	ev->running = TRUE;
 	ev->done = done;
 	ev->done_data = user_data;
 	ev->position = 0;
-	chain = g_hash_table_lookup(hook_chains, ev->name);
-	ev->snapshot = chain != NULL ? g_ptr_array_ref(chain->entries) : NULL;
+	ev->snapshot = ev->chain->entries->len > 0 ? g_ptr_array_ref(ev->chain->entries) : NULL;
 	hook_continue(ev);
 }
 

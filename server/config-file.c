@@ -1702,15 +1702,23 @@ magpie_config_is_local_host(const char *domain)
 
 	if (active_config == NULL)
 		return FALSE;
-	/* Called several times per stanza: one pass over @domain, then a
-	 * string compare only where the hash matches. */
+	/* Called several times per stanza. A JID's domain is in lower case
+	 * already, so an exact match is the usual answer and needs no hash;
+	 * otherwise one pass over @domain, then a case-insensitive compare
+	 * only where the hash matches. */
 	const char *const *hosts = (const char *const *) active_config->hosts;
+	for (gsize i = 0; hosts[i] != NULL; i++) {
+		if (hosts[i][0] == domain[0] && strcmp(hosts[i], domain) == 0)
+			return TRUE;
+	}
 	gboolean upper;
 	guint h = host_hash(domain, &upper);
+	if (!upper)
+		return FALSE; /* hosts are in lower case: compared exactly above */
 	for (gsize i = 0; hosts[i] != NULL; i++) {
 		if (active_config->host_hashes[i] != h)
 			continue;
-		if ((upper ? g_ascii_strcasecmp(hosts[i], domain) : strcmp(hosts[i], domain)) == 0)
+		if (g_ascii_strcasecmp(hosts[i], domain) == 0)
 			return TRUE;
 	}
 	return FALSE;

@@ -51,6 +51,73 @@ typedef enum {
 	CONN_TLS,
 } ConnPhase;
 
+/* What waits to be written: a ring of GBytes in order. It usually holds
+ * one or two, so those live in the connection itself; a longer queue
+ * moves to the heap until it drains (a list node per write cost as much
+ * as the rest of the write). */
+#define OUTQ_INLINE 2
+
+typedef struct {
+	GBytes **v; /* inline_v or the heap; capacity a power of 2 */
+	guint head;
+	guint length;
+	guint cap;
+	GBytes *inline_v[OUTQ_INLINE];
+} OutQueue;
+
+static void
+outq_init(OutQueue *q)
+{
+	q->v = q->inline_v;
+	q->head = 0;
+	q->length = 0;
+	q->cap = OUTQ_INLINE;
+}
+
+static GBytes *
+outq_nth(const OutQueue *q, guint i)
+{
+	return q->v[(q->head + i) & (q->cap - 1)];
+}
+
+static void
+outq_push(OutQueue *q, GBytes *bytes)
+{
+	if (q->length == q->cap) {
+		GBytes **v = g_new(GBytes *, q->cap * 2);
+
+		for (guint i = 0; i < q->length; i++)
+			v[i] = outq_nth(q, i);
+		if (q->v != q->inline_v)
+			g_free(q->v);
+		q->v = v;
+		q->head = 0;
+		q->cap *= 2;
+	}
+	q->v[(q->head + q->length) & (q->cap - 1)] = bytes;
+	q->length++;
+}
+
+static GBytes *
+outq_pop(OutQueue *q)
+{
+	GBytes *bytes = q->v[q->head];
+
+	q->head = (q->head + 1) & (q->cap - 1);
+	if (--q->length == 0 && q->v != q->inline_v) {
+		g_free(q->v);
+		outq_init(q);
+	}
+	return bytes;
+}
+
+static void
+outq_clear(OutQueue *q)
+{
+	while (q->length > 0)
+		g_bytes_unref(outq_pop(q));
+}
+
 struct _MagpieConn {
 	int ref_count;
 	GIOCondition events;  /* what the epoll set watches for */
@@ -68,7 +135,7 @@ struct _MagpieConn {
 	gint64 handshake_deadline;
 	guint handshake_timeout_ms;
 
-	GQueue output;       /* GBytes */
+	OutQueue output;
 	gsize output_offset; /* into the head buffer */
 	gsize output_queued;
 	gsize plain_left; /* CONN_TLS_WAIT: bytes still to send in plaintext */
@@ -285,7 +352,7 @@ conn_set_deadline(MagpieConn *conn, gint64 deadline)
 static void
 conn_clear_output(MagpieConn *conn)
 {
-	g_queue_clear_full(&conn->output, (GDestroyNotify) g_bytes_unref);
+	outq_clear(&conn->output);
 	conn->output_offset = 0;
 	conn->output_queued = 0;
 	conn->plain_left = 0;
@@ -477,7 +544,7 @@ conn_consume_output(MagpieConn *conn, gsize n)
 {
 	conn->output_queued -= n;
 	while (n > 0) {
-		GBytes *head = g_queue_peek_head(&conn->output);
+		GBytes *head = outq_nth(&conn->output, 0);
 		gsize left = g_bytes_get_size(head) - conn->output_offset;
 
 		if (n < left) {
@@ -485,7 +552,7 @@ conn_consume_output(MagpieConn *conn, gsize n)
 			return;
 		}
 		n -= left;
-		g_bytes_unref(g_queue_pop_head(&conn->output));
+		g_bytes_unref(outq_pop(&conn->output));
 		conn->output_offset = 0;
 	}
 }
@@ -505,10 +572,10 @@ conn_flush_plain(MagpieConn *conn)
 
 		if (limit == 0)
 			return;
-		for (GList *l = conn->output.head; l != NULL && n < CONN_IOV_MAX && total < limit;
-		     l = l->next) {
+		for (guint i = 0; i < conn->output.length && n < CONN_IOV_MAX && total < limit;
+		     i++) {
 			gsize size;
-			const char *data = g_bytes_get_data(l->data, &size);
+			const char *data = g_bytes_get_data(outq_nth(&conn->output, i), &size);
 			gsize chunk = MIN(size - offset, limit - total);
 
 			iov[n].iov_base = (char *) data + offset;
@@ -551,8 +618,7 @@ conn_flush_tls(MagpieConn *conn)
 			r = gnutls_record_send(conn->session, NULL, 0);
 		} else {
 			gsize size;
-			const char *data =
-			        g_bytes_get_data(g_queue_peek_head(&conn->output), &size);
+			const char *data = g_bytes_get_data(outq_nth(&conn->output, 0), &size);
 
 			data += conn->output_offset;
 			size -= conn->output_offset;
@@ -562,10 +628,10 @@ conn_flush_tls(MagpieConn *conn)
 				gsize len = 0;
 				gsize offset = conn->output_offset;
 
-				for (GList *l = conn->output.head; l != NULL && len < max;
-				     l = l->next) {
+				for (guint i = 0; i < conn->output.length && len < max; i++) {
 					gsize chunk_size;
-					const char *chunk = g_bytes_get_data(l->data, &chunk_size);
+					const char *chunk = g_bytes_get_data(
+					        outq_nth(&conn->output, i), &chunk_size);
 					gsize take = MIN(chunk_size - offset, max - len);
 
 					memcpy(conn_send_batch + len, chunk + offset, take);
@@ -842,7 +908,7 @@ magpie_conn_new(int fd, const char *peer, const MagpieConnCallbacks *callbacks, 
 	conn->reading = TRUE;
 	conn->handshake_timeout_ms = CONN_HANDSHAKE_TIMEOUT_MS;
 	conn->last_read = g_get_monotonic_time();
-	g_queue_init(&conn->output);
+	outq_init(&conn->output);
 	conn_epoll_set(conn, G_IO_IN);
 	return conn;
 }
@@ -1013,7 +1079,7 @@ magpie_conn_write_bytes(MagpieConn *conn, GBytes *bytes)
 	size = g_bytes_get_size(bytes);
 	if (size == 0 || conn->dead)
 		return;
-	g_queue_push_tail(&conn->output, g_bytes_ref(bytes));
+	outq_push(&conn->output, g_bytes_ref(bytes));
 	conn->output_queued += size;
 	/* Written out when the connection loop next runs: at the end of the
 	 * dispatch that queued it, or at once in the next loop pass. */

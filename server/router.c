@@ -450,7 +450,7 @@ magpie_route_each(MagpieStanza *stanza, MagpieJid *from, MagpieJid *const *to, g
 			work = magpie_stanza_copy(stanza);
 			magpie_stanza_set_attr(work, "from", magpie_jid_string(from));
 		}
-		magpie_stanza_set_attr(work, "to", magpie_jid_string(to[i]));
+		magpie_stanza_set_to_internal(work, magpie_jid_string(to[i]));
 		guint generation = magpie_stanza_generation(work);
 		route(work, NULL, from, to[i]);
 		if (magpie_stanza_is_shared(work) || magpie_stanza_generation(work) != generation)
@@ -527,6 +527,13 @@ broadcast_done(MagpieStanzaEvent *ev, MagpieHookResult result, gpointer user_dat
 
 	if (result != MAGPIE_HOOK_STOP)
 		deliver_to_own_resources(session, presence);
+	/* Kept while the session is available, for probes and the account's
+	 * new resources: as the modules decorated it, in its exact size and
+	 * without the serialization (over 1 KB less per session). */
+	if (session->presence == presence) {
+		session->presence = magpie_stanza_copy_compact_internal(presence);
+		magpie_stanza_unref(presence);
+	}
 	if (initial && session->available)
 		magpie_hook_fire(MAGPIE_EVENT_SESSION_AVAILABLE, presence, session, session->jid,
 		                 NULL);

@@ -13,8 +13,14 @@ MagpieStanza *magpie_stanza_new_internal(const char *name, gsize name_len, const
 /* Append a child element; @ns NULL = no namespace (not inherited). */
 MagpieElement *magpie_element_add_child_internal(MagpieElement *el, const char *name,
                                                  gsize name_len, const char *ns);
+/* A copy of @stanza in an allocation of just the size it needs and without
+ * its serialization: for stanzas kept long (a session's presence). */
+MagpieStanza *magpie_stanza_copy_compact_internal(MagpieStanza *stanza);
 /* Make room for @n more attributes. */
 void magpie_element_reserve_attrs_internal(MagpieElement *el, guint n);
+/* magpie_stanza_set_attr(stanza, "to", to) for a value that is valid UTF-8
+ * already (a JID's string): routing one stanza to many addresses. */
+void magpie_stanza_set_to_internal(MagpieStanza *stanza, const char *to);
 /* Append an attribute without checking for duplicates (the parser already
  * did). @ns is the attribute's namespace URI or NULL; @value has @value_len
  * bytes, not NUL-terminated. With @decode_amp, "&#38;" is turned into "&"

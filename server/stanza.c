@@ -193,15 +193,17 @@ invalidate_to(MagpieStanza *st)
 
 /* Stanza lifecycle */
 
+#define STANZA_HEADER ((sizeof(MagpieStanza) + ARENA_ALIGN - 1) & ~(gsize) (ARENA_ALIGN - 1))
+
+/* A stanza whose first arena chunk holds @arena bytes. */
 static MagpieStanza *
-stanza_alloc(void)
+stanza_alloc_sized(gsize arena)
 {
-	MagpieStanza *st = g_malloc(STANZA_ALLOC_SIZE);
-	gsize header = (sizeof(MagpieStanza) + ARENA_ALIGN - 1) & ~(gsize) (ARENA_ALIGN - 1);
+	MagpieStanza *st = g_malloc(STANZA_HEADER + arena);
 
 	st->refcount = 1;
-	st->arena_ptr = (char *) st + header;
-	st->arena_left = STANZA_ALLOC_SIZE - header;
+	st->arena_ptr = (char *) st + STANZA_HEADER;
+	st->arena_left = arena;
 	st->arena_total = st->arena_left;
 	st->chunks = NULL;
 	st->root = NULL;
@@ -211,6 +213,12 @@ stanza_alloc(void)
 	st->to_len = 0;
 	st->generation = 0;
 	return st;
+}
+
+static MagpieStanza *
+stanza_alloc(void)
+{
+	return stanza_alloc_sized(STANZA_ALLOC_SIZE - STANZA_HEADER);
 }
 
 static MagpieElement *
@@ -339,6 +347,22 @@ magpie_stanza_copy(MagpieStanza *stanza)
 	return st;
 }
 
+MagpieStanza *
+magpie_stanza_copy_compact_internal(MagpieStanza *stanza)
+{
+	MagpieStanza *probe = magpie_stanza_copy(stanza);
+	MagpieStanza *st;
+
+	/* The same copy again lays out the same bytes, so the probe tells the
+	 * size. A stanza that outgrew the first chunk gains nothing. */
+	if (probe->chunks != NULL)
+		return probe;
+	st = stanza_alloc_sized(probe->arena_total - probe->arena_left);
+	magpie_stanza_unref(probe);
+	st->root = element_copy_into(st, NULL, stanza->root);
+	return st;
+}
+
 MagpieElement *
 magpie_stanza_root(MagpieStanza *stanza)
 {
@@ -414,8 +438,12 @@ magpie_element_stanza(const MagpieElement *el)
 static Attr *
 element_find_attr(const MagpieElement *el, const char *name)
 {
+	/* Looked up several times per stanza and hop ('type', 'to'): the
+	 * first byte rules out most names without a call. */
 	for (guint i = 0; i < el->n_attrs; i++) {
-		if (el->attrs[i].ns == NULL && strcmp(el->attrs[i].name, name) == 0)
+		const Attr *a = &el->attrs[i];
+
+		if (a->name[0] == name[0] && a->ns == NULL && strcmp(a->name, name) == 0)
 			return &el->attrs[i];
 	}
 	return NULL;
@@ -491,6 +519,19 @@ magpie_element_set_attr(MagpieElement *el, const char *name, const char *value)
 		a->ns = NULL;
 	}
 	a->value = arena_valid_utf8(el->stanza, value, -1);
+}
+
+void
+magpie_stanza_set_to_internal(MagpieStanza *stanza, const char *to)
+{
+	Attr *a = element_find_attr(stanza->root, "to");
+
+	if (a == NULL) {
+		magpie_element_set_attr(stanza->root, "to", to);
+		return;
+	}
+	invalidate_to(stanza);
+	a->value = arena_strndup(stanza, to, strlen(to));
 }
 
 void

@@ -371,6 +371,80 @@ assert_same_as_fresh(MagpieStanza *st)
 	g_assert_cmpstr(cached, ==, fresh);
 }
 
+/* What the router does for each address of a broadcast: the internal
+ * setter (JID strings, valid UTF-8) splices like the public one. */
+static void
+test_set_to_internal(void)
+{
+	g_autoptr(MagpieStanza) st =
+	        magpie_stanza_parse("<presence from='a@x/r' to='b@x'><show>away</show></presence>",
+	                            -1, MAGPIE_NS_CLIENT, NULL);
+	static const char *const values[] = { "c@x", "quote'\"&<>@x", "", "d@x/\xc3\xa9" };
+
+	g_assert_nonnull(st);
+	assert_same_as_fresh(st);
+	for (guint i = 0; i < G_N_ELEMENTS(values); i++) {
+		guint gen = magpie_stanza_generation(st);
+
+		magpie_stanza_set_to_internal(st, values[i]);
+		g_assert_cmpuint(magpie_stanza_generation(st), !=, gen);
+		g_assert_cmpstr(magpie_stanza_get_attr(st, "to"), ==, values[i]);
+		assert_same_as_fresh(st);
+	}
+	/* without a 'to' yet: added */
+	g_autoptr(MagpieStanza) bare = magpie_stanza_new("presence", MAGPIE_NS_CLIENT);
+	assert_same_as_fresh(bare);
+	magpie_stanza_set_to_internal(bare, "e@x");
+	g_assert_cmpstr(magpie_stanza_get_attr(bare, "to"), ==, "e@x");
+	assert_same_as_fresh(bare);
+}
+
+/* A session's stored presence: the same stanza in less memory, and still
+ * a stanza like any other (modules decorate it later). */
+static void
+test_copy_compact(void)
+{
+	g_autoptr(MagpieStanza) st = magpie_stanza_parse(
+	        "<presence from='a@x/r' xml:lang='en'><show>away</show><status>out &amp; "
+	        "about</status><priority>5</priority><c xmlns='http://jabber.org/protocol/caps' "
+	        "hash='sha-1' node='n' ver='v'/></presence>",
+	        -1, MAGPIE_NS_CLIENT, NULL);
+	g_autoptr(GString) big = g_string_new("<presence><status>");
+
+	g_assert_nonnull(st);
+	g_autofree char *want = to_string(st);
+	g_autoptr(MagpieStanza) compact = magpie_stanza_copy_compact_internal(st);
+	g_autofree char *got = to_string(compact);
+	g_assert_cmpstr(got, ==, want);
+	g_assert_cmpuint(magpie_stanza_arena_size(compact), <, magpie_stanza_arena_size(st));
+	g_autoptr(MagpieStanza) plain =
+	        magpie_stanza_parse("<presence from='a@x/r'/>", -1, MAGPIE_NS_CLIENT, NULL);
+	g_autoptr(MagpieStanza) plain_compact = magpie_stanza_copy_compact_internal(plain);
+	g_assert_cmpuint(magpie_stanza_arena_size(plain_compact), <, 200);
+	assert_same_as_fresh(plain_compact);
+	assert_same_as_fresh(compact);
+
+	/* changed afterwards: the arena grows as for any stanza */
+	MagpieElement *x =
+	        magpie_element_add_child(magpie_stanza_root(compact), "x", "vcard-temp:x:update");
+	magpie_element_add_text(magpie_element_add_child(x, "photo", NULL), "0123456789abcdef", -1);
+	magpie_stanza_set_attr(compact, "id", "a-much-longer-attribute-value-than-before");
+	assert_same_as_fresh(compact);
+	g_autofree char *changed = to_string(compact);
+	g_assert_nonnull(strstr(changed, "<photo>0123456789abcdef</photo>"));
+
+	/* bigger than one allocation: copied, still equal */
+	for (int i = 0; i < 500; i++)
+		g_string_append(big, "status text ");
+	g_string_append(big, "</status></presence>");
+	g_autoptr(MagpieStanza) large = magpie_stanza_parse(big->str, -1, MAGPIE_NS_CLIENT, NULL);
+	g_assert_nonnull(large);
+	g_autoptr(MagpieStanza) large_copy = magpie_stanza_copy_compact_internal(large);
+	g_autofree char *a = to_string(large);
+	g_autofree char *b = to_string(large_copy);
+	g_assert_cmpstr(a, ==, b);
+}
+
 static void
 test_spliced_to(void)
 {
@@ -456,6 +530,8 @@ main(int argc, char **argv)
 	g_test_add_func("/stanza/cached-bytes", test_cached_bytes);
 	g_test_add_func("/stanza/spliced-to", test_spliced_to);
 	g_test_add_func("/stanza/copy", test_copy);
+	g_test_add_func("/stanza/copy-compact", test_copy_compact);
+	g_test_add_func("/stanza/set-to-internal", test_set_to_internal);
 	g_test_add_func("/stanza/refcount-and-big", test_refcount_and_big);
 	g_test_add_func("/stanza/invalid-input-sanitized", test_invalid_input_sanitized);
 	g_test_add_func("/stanza/speed", test_speed);

@@ -51,19 +51,52 @@ typedef enum {
 	CONN_TLS,
 } ConnPhase;
 
-/* What waits to be written: a ring of GBytes in order. It usually holds
- * one or two, so those live in the connection itself; a longer queue
- * moves to the heap until it drains (a list node per write cost as much
- * as the rest of the write). */
+/* What waits to be written, in order: a ring of items, each a GBytes
+ * written as it is (large ones, shared with other connections) or a
+ * buffer that small writes are copied into one after another. Copying a
+ * stanza of a few hundred bytes costs less than keeping a reference to
+ * it, and a stanza spliced for one address (magpie_conn_writev) needs no
+ * GBytes of its own at all. The buffers come from a pool, so a busy
+ * connection costs no allocation per write, and go back to it as soon as
+ * they are written: an idle connection holds none. The ring usually
+ * holds one or two items, so those live in the connection itself; a
+ * longer queue moves to the heap until it drains. */
 #define OUTQ_INLINE 2
+/* Writes of up to OUT_BUF_SIZE bytes are copied; a pooled buffer's size. */
+#define OUT_BUF_SIZE 2048
+#define OUT_POOL_MAX 512
 
 typedef struct {
-	GBytes **v; /* inline_v or the heap; capacity a power of 2 */
+	GBytes *bytes; /* NULL: a buffer */
+	char *buf;
+	gsize len;
+} OutItem;
+
+typedef struct {
+	OutItem *v; /* inline_v or the heap; capacity a power of 2 */
 	guint head;
 	guint length;
 	guint cap;
-	GBytes *inline_v[OUTQ_INLINE];
+	OutItem inline_v[OUTQ_INLINE];
 } OutQueue;
+
+static char *out_pool[OUT_POOL_MAX];
+static guint out_pool_len;
+
+static char *
+out_buf_new(void)
+{
+	return out_pool_len > 0 ? out_pool[--out_pool_len] : g_malloc(OUT_BUF_SIZE);
+}
+
+static void
+out_buf_free(char *buf)
+{
+	if (out_pool_len < OUT_POOL_MAX)
+		out_pool[out_pool_len++] = buf;
+	else
+		g_free(buf);
+}
 
 static void
 outq_init(OutQueue *q)
@@ -74,48 +107,77 @@ outq_init(OutQueue *q)
 	q->cap = OUTQ_INLINE;
 }
 
-static GBytes *
-outq_nth(const OutQueue *q, guint i)
+static OutItem *
+outq_nth(OutQueue *q, guint i)
 {
-	return q->v[(q->head + i) & (q->cap - 1)];
+	return &q->v[(q->head + i) & (q->cap - 1)];
 }
 
-static void
-outq_push(OutQueue *q, GBytes *bytes)
+static const char *
+out_item_data(const OutItem *item, gsize *size)
+{
+	if (item->bytes != NULL)
+		return g_bytes_get_data(item->bytes, size);
+	*size = item->len;
+	return item->buf;
+}
+
+static OutItem *
+outq_push(OutQueue *q)
 {
 	if (q->length == q->cap) {
-		GBytes **v = g_new(GBytes *, q->cap * 2);
+		OutItem *v = g_new(OutItem, q->cap * 2);
 
 		for (guint i = 0; i < q->length; i++)
-			v[i] = outq_nth(q, i);
+			v[i] = *outq_nth(q, i);
 		if (q->v != q->inline_v)
 			g_free(q->v);
 		q->v = v;
 		q->head = 0;
 		q->cap *= 2;
 	}
-	q->v[(q->head + q->length) & (q->cap - 1)] = bytes;
 	q->length++;
+	return outq_nth(q, q->length - 1);
 }
 
-static GBytes *
+/* Drop the first item. */
+static void
 outq_pop(OutQueue *q)
 {
-	GBytes *bytes = q->v[q->head];
+	OutItem *item = &q->v[q->head];
 
+	if (item->bytes != NULL)
+		g_bytes_unref(item->bytes);
+	else
+		out_buf_free(item->buf);
 	q->head = (q->head + 1) & (q->cap - 1);
 	if (--q->length == 0 && q->v != q->inline_v) {
 		g_free(q->v);
 		outq_init(q);
 	}
-	return bytes;
 }
 
 static void
 outq_clear(OutQueue *q)
 {
 	while (q->length > 0)
-		g_bytes_unref(outq_pop(q));
+		outq_pop(q);
+}
+
+/* Room for @size more bytes at the end of the queue, in a buffer. */
+static char *
+outq_reserve(OutQueue *q, gsize size)
+{
+	OutItem *last = q->length > 0 ? outq_nth(q, q->length - 1) : NULL;
+
+	if (last == NULL || last->bytes != NULL || last->len + size > OUT_BUF_SIZE) {
+		last = outq_push(q);
+		last->bytes = NULL;
+		last->buf = out_buf_new();
+		last->len = 0;
+	}
+	last->len += size;
+	return last->buf + last->len - size;
 }
 
 struct _MagpieConn {
@@ -544,15 +606,17 @@ conn_consume_output(MagpieConn *conn, gsize n)
 {
 	conn->output_queued -= n;
 	while (n > 0) {
-		GBytes *head = outq_nth(&conn->output, 0);
-		gsize left = g_bytes_get_size(head) - conn->output_offset;
+		gsize size;
+
+		out_item_data(outq_nth(&conn->output, 0), &size);
+		gsize left = size - conn->output_offset;
 
 		if (n < left) {
 			conn->output_offset += n;
 			return;
 		}
 		n -= left;
-		g_bytes_unref(outq_pop(&conn->output));
+		outq_pop(&conn->output);
 		conn->output_offset = 0;
 	}
 }
@@ -575,7 +639,7 @@ conn_flush_plain(MagpieConn *conn)
 		for (guint i = 0; i < conn->output.length && n < CONN_IOV_MAX && total < limit;
 		     i++) {
 			gsize size;
-			const char *data = g_bytes_get_data(outq_nth(&conn->output, i), &size);
+			const char *data = out_item_data(outq_nth(&conn->output, i), &size);
 			gsize chunk = MIN(size - offset, limit - total);
 
 			iov[n].iov_base = (char *) data + offset;
@@ -618,7 +682,7 @@ conn_flush_tls(MagpieConn *conn)
 			r = gnutls_record_send(conn->session, NULL, 0);
 		} else {
 			gsize size;
-			const char *data = g_bytes_get_data(outq_nth(&conn->output, 0), &size);
+			const char *data = out_item_data(outq_nth(&conn->output, 0), &size);
 
 			data += conn->output_offset;
 			size -= conn->output_offset;
@@ -630,7 +694,7 @@ conn_flush_tls(MagpieConn *conn)
 
 				for (guint i = 0; i < conn->output.length && len < max; i++) {
 					gsize chunk_size;
-					const char *chunk = g_bytes_get_data(
+					const char *chunk = out_item_data(
 					        outq_nth(&conn->output, i), &chunk_size);
 					gsize take = MIN(chunk_size - offset, max - len);
 
@@ -1057,15 +1121,55 @@ magpie_conn_channel_binding(MagpieConn *conn, const char *type)
 void
 magpie_conn_write(MagpieConn *conn, const char *data, gsize len)
 {
-	g_autoptr(GBytes) bytes = NULL;
+	struct iovec part = { (void *) data, len };
 
 	g_return_if_fail(conn != NULL);
 	g_return_if_fail(data != NULL || len == 0);
 
-	if (len == 0 || conn->dead)
+	magpie_conn_writev(conn, &part, 1);
+}
+
+/* Written out when the connection loop next runs: at the end of the
+ * dispatch that queued it, or at once in the next loop pass. */
+static void
+conn_queued(MagpieConn *conn, gsize size)
+{
+	conn->output_queued += size;
+	conn_queue(conn);
+}
+
+void
+magpie_conn_writev(MagpieConn *conn, const struct iovec *parts, guint n_parts)
+{
+	gsize size = 0;
+
+	g_return_if_fail(conn != NULL);
+	g_return_if_fail(parts != NULL || n_parts == 0);
+
+	for (guint i = 0; i < n_parts; i++)
+		size += parts[i].iov_len;
+	if (size == 0 || conn->dead)
 		return;
-	bytes = g_bytes_new(data, len);
-	magpie_conn_write_bytes(conn, bytes);
+	if (size <= OUT_BUF_SIZE) {
+		char *p = outq_reserve(&conn->output, size);
+
+		for (guint i = 0; i < n_parts; i++) {
+			memcpy(p, parts[i].iov_base, parts[i].iov_len);
+			p += parts[i].iov_len;
+		}
+	} else {
+		char *data = g_malloc(size);
+		char *p = data;
+		OutItem *item;
+
+		for (guint i = 0; i < n_parts; i++) {
+			memcpy(p, parts[i].iov_base, parts[i].iov_len);
+			p += parts[i].iov_len;
+		}
+		item = outq_push(&conn->output);
+		item->bytes = g_bytes_new_take(data, size);
+	}
+	conn_queued(conn, size);
 }
 
 void
@@ -1079,11 +1183,14 @@ magpie_conn_write_bytes(MagpieConn *conn, GBytes *bytes)
 	size = g_bytes_get_size(bytes);
 	if (size == 0 || conn->dead)
 		return;
-	outq_push(&conn->output, g_bytes_ref(bytes));
-	conn->output_queued += size;
-	/* Written out when the connection loop next runs: at the end of the
-	 * dispatch that queued it, or at once in the next loop pass. */
-	conn_queue(conn);
+	if (size <= OUT_BUF_SIZE) {
+		memcpy(outq_reserve(&conn->output, size), g_bytes_get_data(bytes, NULL), size);
+	} else {
+		OutItem *item = outq_push(&conn->output);
+
+		item->bytes = g_bytes_ref(bytes);
+	}
+	conn_queued(conn, size);
 }
 
 gsize

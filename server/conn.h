@@ -3,6 +3,7 @@
  * output queue. Knows nothing of XMPP. */
 #pragma once
 
+#include <sys/uio.h>
 #include <glib.h>
 #include "tls.h"
 
@@ -52,6 +53,8 @@ gboolean magpie_conn_has_channel_binding(MagpieConn *conn, const char *type);
 
 void magpie_conn_write(MagpieConn *conn, const char *data, gsize len);
 void magpie_conn_write_bytes(MagpieConn *conn, GBytes *bytes);
+/* Write the concatenation of @parts (copied before returning). */
+void magpie_conn_writev(MagpieConn *conn, const struct iovec *parts, guint n_parts);
 gsize magpie_conn_output_queued(MagpieConn *conn);
 void magpie_conn_set_reading(MagpieConn *conn, gboolean reading);
 /* Flush queued output (at most @grace_ms), then shut down and call

@@ -159,6 +159,58 @@ server_info(Server *srv)
 	magpie_conn_write(srv->conn, line, strlen(line));
 }
 
+/* The MIXED command's writes: every way of writing (magpie_conn_write,
+ * _write_bytes, _writev in three parts), with sizes on both sides of the
+ * queue's copy threshold and of the TLS record size, in one stream. */
+static const gsize mixed_sizes[] = { 1,    17,   400,   1500,  2047,  2048,
+	                             2049, 4000, 16383, 16384, 16385, 70000 };
+#define MIXED_WRITES 600
+
+static guint8
+mixed_byte(gsize offset)
+{
+	return (guint8) (offset * 131 + (offset >> 9));
+}
+
+static gsize
+mixed_size(guint i)
+{
+	return mixed_sizes[(i * 7) % G_N_ELEMENTS(mixed_sizes)];
+}
+
+static void
+server_mixed(Server *srv)
+{
+	gsize offset = 0;
+
+	for (guint i = 0; i < MIXED_WRITES; i++) {
+		gsize size = mixed_size(i);
+		g_autofree char *data = g_malloc(size);
+
+		for (gsize k = 0; k < size; k++)
+			data[k] = (char) mixed_byte(offset + k);
+		offset += size;
+		if (i % 3 == 0) {
+			magpie_conn_write(srv->conn, data, size);
+		} else if (i % 3 == 1) {
+			g_autoptr(GBytes) bytes = g_bytes_new(data, size);
+
+			magpie_conn_write_bytes(srv->conn, bytes);
+		} else {
+			struct iovec parts[3] = {
+				{ data, size / 3 },
+				{ data + size / 3, size / 3 },
+				{ data + 2 * (size / 3), size - 2 * (size / 3) },
+			};
+
+			magpie_conn_writev(srv->conn, parts, G_N_ELEMENTS(parts));
+		}
+		/* the caller's memory is its own again at once */
+		memset(data, 0, size);
+	}
+	g_assert_cmpuint(magpie_conn_output_queued(srv->conn), <=, offset);
+}
+
 static void
 server_command(Server *srv, const char *line)
 {
@@ -177,6 +229,8 @@ server_command(Server *srv, const char *line)
 		for (guint i = 0; i < mib * 16; i++)
 			magpie_conn_write_bytes(srv->conn, chunk);
 		g_assert_cmpuint(magpie_conn_output_queued(srv->conn), >=, (gsize) mib << 20);
+	} else if (g_str_equal(line, "MIXED")) {
+		server_mixed(srv);
 	} else if (g_str_equal(line, "BYE")) {
 		magpie_conn_write(srv->conn, "bye\n", 4);
 		magpie_conn_close(srv->conn, 5000);
@@ -852,6 +906,65 @@ test_starttls_injection(void)
 }
 
 static void
+client_mixed(Client *c)
+{
+	gboolean tls = GPOINTER_TO_INT(c->data);
+	gsize total = 0;
+	gsize have = 0;
+	g_autofree char *line = NULL;
+
+	if (tls)
+		client_handshake(c, PRIO_TLS13, "example.com", NULL);
+	for (guint i = 0; i < MIXED_WRITES; i++)
+		total += mixed_size(i);
+	client_send_str(c, "MIXED\nBYE\n");
+	while (have < total) {
+		char buf[4096];
+		gssize n = client_recv(c, buf, MIN(sizeof(buf), total - have));
+
+		g_assert_cmpint(n, >, 0);
+		for (gssize k = 0; k < n; k++) {
+			if ((guint8) buf[k] != mixed_byte(have + k))
+				g_error("byte %" G_GSIZE_FORMAT " differs", have + k);
+		}
+		have += n;
+		/* A slow reader at first: the server's socket fills. */
+		if (have < (1 << 20) && have % (64 * 1024) < (gsize) n)
+			g_usleep(2000);
+	}
+	line = client_read_line(c);
+	g_assert_cmpstr(line, ==, "bye");
+	client_expect_eof(c);
+}
+
+static void
+run_mixed(gboolean tls)
+{
+	int sfd, cfd;
+	int small = 16384;
+	Server *srv;
+
+	tcp_pair(&sfd, &cfd);
+	setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	srv = server_new(sfd, tls);
+	run_client(srv, cfd, client_mixed, GINT_TO_POINTER(tls));
+	g_assert_cmpstr(srv->closed_reason, ==, "connection closed by the server");
+	server_free(srv);
+}
+
+static void
+test_mixed_writes_tls(void)
+{
+	run_mixed(TRUE);
+}
+
+static void
+test_mixed_writes_plain(void)
+{
+	run_mixed(FALSE);
+}
+
+static void
 client_big(Client *c)
 {
 	gboolean tls = GPOINTER_TO_INT(c->data);
@@ -1351,12 +1464,14 @@ main(int argc, char **argv)
 	g_test_add_func("/tls/starttls-injection", test_starttls_injection);
 	g_test_add_func("/tls/big-write", test_big_write_tls);
 	g_test_add_func("/tls/partial", test_partial_tls);
+	g_test_add_func("/tls/mixed-writes", test_mixed_writes_tls);
 	g_test_add_func("/tls/garbage", test_garbage);
 	g_test_add_func("/tls/bad-certificate", test_bad_certificate);
 	g_test_add_func("/tls/handshake-timeout", test_handshake_timeout);
 	g_test_add_func("/tls/memory", test_memory);
 	g_test_add_func("/conn/big-write", test_big_write_plain);
 	g_test_add_func("/conn/partial", test_partial_plain);
+	g_test_add_func("/conn/mixed-writes", test_mixed_writes_plain);
 	g_test_add_func("/conn/paused", test_paused_buffer);
 	g_test_add_func("/conn/eof", test_eof);
 	g_test_add_func("/conn/close-grace", test_close_grace);

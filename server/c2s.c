@@ -18,6 +18,7 @@
 #include "router-private.h"
 #include "server.h"
 #include "session-private.h"
+#include "stanza-private.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -83,7 +84,9 @@ write_str(MagpieSession *session, const char *s)
 }
 
 /* Writing a stanza: serialized once (cached on the stanza), the same bytes
- * go to every session it is delivered to. */
+ * go to every session it is delivered to. A stanza routed to many
+ * addresses in turn (magpie_route_each) differs from its previous bytes
+ * only by 'to': those pieces are copied out as they are. */
 void
 magpie_session_send(MagpieSession *session, MagpieStanza *stanza)
 {
@@ -97,10 +100,20 @@ magpie_session_send(MagpieSession *session, MagpieStanza *stanza)
 		c2s_stream_error(session, "policy-violation", "Output queue over limit");
 		return;
 	}
-	GBytes *bytes = magpie_stanza_to_bytes(stanza);
-	magpie_conn_write_bytes(session->conn, bytes);
+	struct iovec parts[3];
+	gsize size;
+
+	if (magpie_stanza_splice_parts_internal(stanza, parts)) {
+		magpie_conn_writev(session->conn, parts, G_N_ELEMENTS(parts));
+		size = parts[0].iov_len + parts[1].iov_len + parts[2].iov_len;
+	} else {
+		GBytes *bytes = magpie_stanza_to_bytes(stanza);
+
+		magpie_conn_write_bytes(session->conn, bytes);
+		size = g_bytes_get_size(bytes);
+	}
 	magpie_stats.stanzas_out++;
-	magpie_stats.bytes_out += g_bytes_get_size(bytes);
+	magpie_stats.bytes_out += size;
 }
 
 static char *

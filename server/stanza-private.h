@@ -3,6 +3,8 @@
  * part of the module API. */
 #pragma once
 
+#include <sys/uio.h>
+
 #include <magpie/stanza.h>
 
 G_BEGIN_DECLS
@@ -16,6 +18,11 @@ MagpieElement *magpie_element_add_child_internal(MagpieElement *el, const char *
 /* A copy of @stanza in an allocation of just the size it needs and without
  * its serialization: for stanzas kept long (a session's presence). */
 MagpieStanza *magpie_stanza_copy_compact_internal(MagpieStanza *stanza);
+/* The serialization of @stanza in three pieces, without making it: when
+ * it would be spliced from the bytes made before the root's 'to' changed
+ * (magpie_stanza_to_bytes() would build them), and the new value needs no
+ * escaping. FALSE otherwise. The pieces stay valid until the next change. */
+gboolean magpie_stanza_splice_parts_internal(MagpieStanza *stanza, struct iovec parts[3]);
 /* Make room for @n more attributes. */
 void magpie_element_reserve_attrs_internal(MagpieElement *el, guint n);
 /* magpie_stanza_set_attr(stanza, "to", to) for a value that is valid UTF-8

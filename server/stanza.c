@@ -1016,6 +1016,34 @@ magpie_stanza_serialize(MagpieStanza *stanza, const char *stream_ns, GString *ou
 	element_serialize(stanza->root, stream_ns, root_ns_implicit(stanza, stream_ns), out);
 }
 
+gboolean
+magpie_stanza_splice_parts_internal(MagpieStanza *stanza, struct iovec parts[3])
+{
+	const char *to;
+	gsize to_len;
+	gsize old_size;
+	const char *old;
+
+	if (stanza->bytes != NULL || stanza->spliceable == NULL)
+		return FALSE;
+	to = magpie_element_get_attr(stanza->root, "to");
+	if (to == NULL)
+		return FALSE;
+	to_len = strlen(to);
+	for (gsize i = 0; i < to_len; i++) {
+		if (escape_class[(guchar) to[i]] >= 1)
+			return FALSE; /* written escaped: splice_to() */
+	}
+	old = g_bytes_get_data(stanza->spliceable, &old_size);
+	parts[0].iov_base = (void *) old;
+	parts[0].iov_len = stanza->to_off;
+	parts[1].iov_base = (void *) to;
+	parts[1].iov_len = to_len;
+	parts[2].iov_base = (void *) (old + stanza->to_off + stanza->to_len);
+	parts[2].iov_len = old_size - stanza->to_off - stanza->to_len;
+	return TRUE;
+}
+
 /* The bytes of a stanza that differs from its spliceable bytes only by
  * the root's 'to' value. */
 static GBytes *

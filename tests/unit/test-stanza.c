@@ -389,8 +389,29 @@ test_set_to_internal(void)
 		magpie_stanza_set_to_internal(st, values[i]);
 		g_assert_cmpuint(magpie_stanza_generation(st), !=, gen);
 		g_assert_cmpstr(magpie_stanza_get_attr(st, "to"), ==, values[i]);
+		/* the pieces magpie_session_send() copies out: the bytes, or
+		 * nothing when the value needs escaping */
+		struct iovec parts[3];
+		g_autoptr(MagpieStanza) copy = magpie_stanza_copy(st);
+		g_autofree char *fresh = to_string(copy);
+		if (magpie_stanza_splice_parts_internal(st, parts)) {
+			g_autoptr(GString) joined = g_string_new(NULL);
+
+			for (guint j = 0; j < G_N_ELEMENTS(parts); j++)
+				g_string_append_len(joined, parts[j].iov_base, parts[j].iov_len);
+			g_assert_cmpstr(joined->str, ==, fresh);
+		} else {
+			g_assert_nonnull(strpbrk(values[i], "'\"&<>"));
+		}
 		assert_same_as_fresh(st);
+		/* serialized (cached) now: no pieces */
+		g_assert_false(magpie_stanza_splice_parts_internal(st, parts));
 	}
+	/* a stanza never serialized has no pieces either */
+	g_autoptr(MagpieStanza) unsent = magpie_stanza_copy(st);
+	struct iovec none[3];
+	magpie_stanza_set_to_internal(unsent, "f@x");
+	g_assert_false(magpie_stanza_splice_parts_internal(unsent, none));
 	/* without a 'to' yet: added */
 	g_autoptr(MagpieStanza) bare = magpie_stanza_new("presence", MAGPIE_NS_CLIENT);
 	assert_same_as_fresh(bare);

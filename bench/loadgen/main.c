@@ -686,8 +686,10 @@ scenario_idle(void)
 	g_string_append_printf(j,
 	                       "],\"kb_per_session\":%.2f,\"max_sessions\":%u,"
 	                       "\"max_rss_kb\":%" G_GUINT64_FORMAT ",\"failed\":%u,\"dropped\":%u",
-	                       n > prev_n ? (double) (pss - prev_pss) / (n - prev_n)
-	                                  : (n ? (double) (pss - base_pss) / n : 0),
+	                       /* signed: a server still returning memory from an
+	                        * earlier load can shrink between levels */
+	                       n > prev_n ? ((double) pss - (double) prev_pss) / (n - prev_n)
+	                                  : (n ? ((double) pss - (double) base_pss) / n : 0),
 	                       n, rss, hold.failed, hold.dropped);
 	print_json(j);
 	close_all();

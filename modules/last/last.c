@@ -38,11 +38,12 @@ last_write_done(GObject *source, GAsyncResult *res, gpointer user_data)
 		g_info("last: could not record the logout of %s: %s", who, error->message);
 }
 
-/* @status NULL and @keep_status: only the time changes on an existing row. */
+/* @status NULL and @keep_status: only the time changes on an existing row.
+ * @now: last_now_seconds(). */
 static void
-last_record(MagpieJid *jid, const char *status, gboolean keep_status)
+last_record(MagpieJid *jid, gint64 now, const char *status, gboolean keep_status)
 {
-	g_autofree char *epoch = g_strdup_printf("%" G_GINT64_FORMAT, last_now_seconds());
+	g_autofree char *epoch = g_strdup_printf("%" G_GINT64_FORMAT, now);
 	const char *params[] = { magpie_jid_domain(jid), magpie_jid_node(jid), epoch, status };
 
 	if (magpie_jid_node(jid) == NULL)
@@ -94,7 +95,12 @@ last_on_broadcast(MagpieModule *mod, MagpieStanzaEvent *ev)
 	status = magpie_element_get_child_text(magpie_stanza_root(presence), "status", NULL);
 	if (status != NULL && *status == '\0')
 		g_clear_pointer(&status, g_free);
-	last_record(jid, status, FALSE);
+	gint64 now = last_now_seconds();
+	last_record(jid, now, status, FALSE);
+	/* A session that ends while available broadcasts unavailable first:
+	 * session.end then has nothing new to write within the same second. */
+	if (session != NULL)
+		magpie_session_set_data(session, mod, GSIZE_TO_POINTER((gsize) now), NULL);
 	return MAGPIE_HOOK_CONTINUE;
 }
 
@@ -103,10 +109,14 @@ last_on_session_end(MagpieModule *mod, MagpieStanzaEvent *ev)
 {
 	MagpieSession *session = magpie_event_session(ev);
 	MagpieJid *jid = session ? magpie_session_jid(session) : magpie_event_from(ev);
+	gint64 now = last_now_seconds();
 
 	if (jid == NULL || last_has_other_session(jid, session, TRUE))
 		return MAGPIE_HOOK_CONTINUE;
-	last_record(jid, NULL, TRUE);
+	if (session != NULL &&
+	    GPOINTER_TO_SIZE(magpie_session_get_data(session, mod)) == (gsize) now)
+		return MAGPIE_HOOK_CONTINUE; /* written by the broadcast just now */
+	last_record(jid, now, NULL, TRUE);
 	return MAGPIE_HOOK_CONTINUE;
 }
 

@@ -597,6 +597,30 @@ magpie_xml_stream_free(MagpieXmlStream *xs)
 	g_free(xs);
 }
 
+/* Whether @data is all of "</stream:stream>" (the stream's own qualified
+ * name, from the synthetic header), whitespace around it allowed. */
+static gboolean
+xs_is_stream_close(MagpieXmlStream *xs, const char *data, gsize len)
+{
+	const char *p = data;
+	const char *end = data + len;
+	const char *qname = xs->prime + 1;
+	gsize qlen = strcspn(qname, " >");
+
+	while (p < end && is_xml_space(p, 1))
+		p++;
+	if ((gsize) (end - p) < qlen + 3 || p[0] != '<' || p[1] != '/' ||
+	    memcmp(p + 2, qname, qlen) != 0)
+		return FALSE;
+	p += 2 + qlen;
+	while (p < end && is_xml_space(p, 1))
+		p++;
+	if (p == end || *p != '>')
+		return FALSE;
+	p++;
+	return is_xml_space(p, end - p);
+}
+
 gsize
 magpie_xml_stream_feed(MagpieXmlStream *xs, const char *data, gsize len)
 {
@@ -609,6 +633,18 @@ magpie_xml_stream_feed(MagpieXmlStream *xs, const char *data, gsize len)
 	if (xs->failed || len == 0)
 		return len;
 	xs->pause_requested = FALSE; /* one asked for outside a stanza end */
+	if (xs->ctxt == NULL && xs->started && xs->prime != NULL &&
+	    xs_is_stream_close(xs, data, len)) {
+		/* The usual last bytes of an idle stream: end it without
+		 * rebuilding a context (about 10 KiB each, all at once when a
+		 * whole population of clients disconnects). */
+		xs->depth = 0;
+		xs->in_parse = TRUE;
+		if (xs->cb.stream_end != NULL)
+			xs->cb.stream_end(xs->user_data);
+		xs->in_parse = FALSE;
+		return len;
+	}
 	if (xs->ctxt == NULL)
 		xs_new_context(xs);
 

@@ -731,6 +731,71 @@ test_release_rebuild(void)
 	}
 }
 
+/* A released stream closed by its peer: "</stream:stream>" alone ends it
+ * without a parser context; anything else goes through a rebuilt one, as
+ * before, so a near miss is judged by libxml2. */
+static void
+test_release_close(void)
+{
+	static const struct {
+		const char *input;
+		gboolean ends;   /* stream_end called */
+		gboolean errors; /* a parse error */
+	} cases[] = {
+		{ "</stream:stream>", TRUE, FALSE },
+		{ "\r\n  </stream:stream >\n", TRUE, FALSE },
+		{ "</stream:stream><message/>", TRUE, TRUE },
+		{ "</stream:streamx>", FALSE, TRUE },
+		{ "</stream>", FALSE, TRUE },
+		{ "</stream:str", FALSE, FALSE },
+		{ "</db:stream>", FALSE, TRUE },
+		{ "x</stream:stream>", FALSE, TRUE },
+		{ "<presence/></stream:stream>", TRUE, FALSE },
+	};
+
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		Collector c;
+
+		collector_init(&c, NULL);
+		magpie_xml_stream_feed(c.xs, HEADER "<presence/>", strlen(HEADER) + 11);
+		g_assert_true(magpie_xml_stream_release(c.xs));
+		magpie_xml_stream_feed(c.xs, cases[i].input, strlen(cases[i].input));
+		if ((c.ends > 0) != cases[i].ends || (c.errors > 0) != cases[i].errors)
+			g_error("%s: %u ends, %u errors; log %s", cases[i].input, c.ends, c.errors,
+			        c.log->str);
+		collector_clear(&c);
+	}
+
+	/* The fast path keeps no context: nothing to release afterwards, and
+	 * the heap does not grow by one per stream. */
+	{
+		const guint n = 500;
+		MagpieXmlStream **streams = g_new(MagpieXmlStream *, n);
+		Collector c;
+		gsize before;
+
+		collector_init(&c, NULL);
+		for (guint i = 0; i < n; i++) {
+			streams[i] = magpie_xml_stream_new(&callbacks, &c, NULL);
+			magpie_xml_stream_feed(streams[i], HEADER "<presence/>",
+			                       strlen(HEADER) + 11);
+			magpie_xml_stream_release(streams[i]);
+		}
+		before = heap_used();
+		for (guint i = 0; i < n; i++) {
+			magpie_xml_stream_feed(streams[i], "</stream:stream>", 16);
+			g_assert_false(magpie_xml_stream_release(streams[i]));
+		}
+		g_assert_cmpuint(c.ends, ==, n);
+		if (before > 0)
+			g_assert_cmpuint(heap_used() - MIN(heap_used(), before), <, n * 256);
+		for (guint i = 0; i < n; i++)
+			magpie_xml_stream_free(streams[i]);
+		g_free(streams);
+		collector_clear(&c);
+	}
+}
+
 static void
 test_idle_memory(void)
 {
@@ -821,6 +886,7 @@ main(int argc, char **argv)
 	g_test_add_func("/xmlstream/reset/refeed", test_reset_refeed);
 	g_test_add_func("/xmlstream/dict-rotation", test_dict_rotation);
 	g_test_add_func("/xmlstream/release-rebuild", test_release_rebuild);
+	g_test_add_func("/xmlstream/release-close", test_release_close);
 	g_test_add_func("/xmlstream/idle-memory", test_idle_memory);
 	g_test_add_func("/xmlstream/throughput", test_throughput);
 	return g_test_run();

@@ -36,16 +36,18 @@
  * after the last byte. Rebuilding one costs a few microseconds, keeping
  * it about 10 KiB. */
 #define PARSER_RELEASE_US (5 * G_USEC_PER_SEC)
-/* Trim the heap after a sweep that freed this many contexts (a login
- * burst going idle; at most every TRIM_INTERVAL_US while it lasts), or
- * once a trickle of releases adds up to as many; malloc_trim() walks
- * every free chunk, about 15 ms on a fragmented heap of 19k sessions. */
+/* Trim the heap after a sweep period that freed this many parser contexts
+ * or sessions (a login burst going idle, a mass disconnect; at most every
+ * TRIM_INTERVAL_US while it lasts), or once a trickle adds up to as many;
+ * malloc_trim() walks every free chunk, about 15 ms on a fragmented heap
+ * of 19k sessions. */
 #define TRIM_MIN_RELEASED 64
 #define TRIM_INTERVAL_US  (5 * G_USEC_PER_SEC)
 
 static GSource *sweep_source;
-static guint untrimmed;  /* parser contexts freed since the last trim */
-static gint64 last_trim; /* monotonic */
+static guint untrimmed;      /* contexts and sessions freed since the last trim */
+static guint sessions_freed; /* since the last sweep */
+static gint64 last_trim;     /* monotonic */
 /* [c2s] max-output-queue, read per stanza delivered: cached, refreshed by
  * the sweep (a reload takes effect within its period). */
 static gsize max_output_queue = 1024 * 1024;
@@ -77,6 +79,7 @@ magpie_session_unref(MagpieSession *session)
 	g_free(session->username);
 	g_free(session->mechanism);
 	g_free(session);
+	sessions_freed++;
 }
 
 static void
@@ -808,10 +811,21 @@ on_tls_established(gpointer user_data)
 	g_debug("c2s %s: %s established", session->peer, magpie_conn_tls_version(session->conn));
 }
 
+/* Closed sessions are freed from one idle source, not one each: GLib
+ * walks every attached source at every loop pass, and idle sources wait
+ * while connections keep the loop busy, so a mass disconnect (19k
+ * sessions) made thousands of them and the loop quadratic. */
+static GPtrArray *closed_sessions;
+static guint closed_sessions_idle;
+
 static gboolean
-free_session_idle(gpointer data)
+free_closed_sessions(gpointer data)
 {
-	magpie_session_unref(data);
+	g_autoptr(GPtrArray) batch = g_steal_pointer(&closed_sessions);
+
+	closed_sessions_idle = 0;
+	for (guint i = 0; i < batch->len; i++)
+		magpie_session_unref(batch->pdata[i]);
 	return G_SOURCE_REMOVE;
 }
 
@@ -827,7 +841,11 @@ on_closed(gpointer user_data, const char *reason)
 	session_end(session);
 	magpie_listener_release(session->peer);
 	/* Not from inside the connection's own callback. */
-	g_idle_add(free_session_idle, session);
+	if (closed_sessions == NULL)
+		closed_sessions = g_ptr_array_new();
+	g_ptr_array_add(closed_sessions, session);
+	if (closed_sessions_idle == 0)
+		closed_sessions_idle = g_idle_add(free_closed_sessions, NULL);
 }
 
 static const MagpieConnCallbacks conn_callbacks = {
@@ -849,7 +867,8 @@ trim_heap(guint released)
 	gint64 start = g_get_monotonic_time();
 
 	malloc_trim(0);
-	g_debug("c2s: %u idle parser contexts freed, heap trimmed in %" G_GINT64_FORMAT " us",
+	g_debug("c2s: %u parser contexts and sessions freed, heap trimmed in %" G_GINT64_FORMAT
+	        " us",
 	        released, g_get_monotonic_time() - start);
 }
 
@@ -884,9 +903,11 @@ sweep(gpointer data)
 			 * it is rebuilt at the next byte (crux.md §2). */
 			released++;
 	}
-	untrimmed += released;
-	if ((released >= TRIM_MIN_RELEASED && now - last_trim >= TRIM_INTERVAL_US) ||
-	    (released == 0 && untrimmed >= TRIM_MIN_RELEASED)) {
+	guint freed = released + sessions_freed;
+	sessions_freed = 0;
+	untrimmed += freed;
+	if ((freed >= TRIM_MIN_RELEASED && now - last_trim >= TRIM_INTERVAL_US) ||
+	    (freed == 0 && untrimmed >= TRIM_MIN_RELEASED)) {
 		trim_heap(untrimmed);
 		untrimmed = 0;
 		last_trim = now;

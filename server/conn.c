@@ -432,68 +432,120 @@ conn_clear_remainder(MagpieConn *conn)
  * error) before the client read them. So after shutdown(SHUT_WR) a dup of
  * the socket stays open, discarding input, until the peer closes too or
  * CONN_LINGER_MS pass. Bounded in number, so a flood of closes cannot use
- * up the process's descriptors. */
+ * up the process's descriptors. All lingering sockets share one GSource
+ * (an epoll set of their own, and the deadline of the oldest): a source
+ * each made the loop quadratic when thousands of clients left at once. */
 #define CONN_LINGER_MS  2000
 #define CONN_LINGER_MAX 1024
 
-static guint conn_lingering;
-
 typedef struct {
-	int fd;
+	int fd; /* -1 once closed */
 	gint64 deadline;
 } ConnLinger;
 
-static void
-conn_linger_free(gpointer data)
-{
-	ConnLinger *linger = data;
+typedef struct {
+	GSource source;
+	gpointer epoll_tag;
+	int epfd;
+	GQueue lingers; /* ConnLinger, oldest (earliest deadline) first */
+	guint open;     /* lingers with an open fd */
+} LingerSet;
 
+static LingerSet *linger_set;
+
+static void
+linger_close(LingerSet *set, ConnLinger *linger)
+{
+	if (linger->fd < 0)
+		return;
+	epoll_ctl(set->epfd, EPOLL_CTL_DEL, linger->fd, NULL);
 	close(linger->fd);
-	conn_lingering--;
-	g_free(linger);
+	linger->fd = -1;
+	set->open--;
+}
+
+static void
+linger_update_ready_time(LingerSet *set)
+{
+	ConnLinger *oldest = g_queue_peek_head(&set->lingers);
+
+	g_source_set_ready_time(&set->source, oldest != NULL ? oldest->deadline : -1);
 }
 
 static gboolean
-conn_linger_cb(gint fd, GIOCondition condition, gpointer data)
+linger_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
 {
-	ConnLinger *linger = data;
+	LingerSet *set = (LingerSet *) source;
+	struct epoll_event events[64];
+	gint64 now = g_get_monotonic_time();
+	int n = epoll_wait(set->epfd, events, G_N_ELEMENTS(events), 0);
 	char buf[4096];
 
-	for (int i = 0; i < 64; i++) {
-		gssize n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	for (int i = 0; i < n; i++) {
+		ConnLinger *linger = events[i].data.ptr;
 
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			return G_SOURCE_REMOVE;
-		if (n < 0)
-			break;
+		for (int k = 0; k < 64 && linger->fd >= 0; k++) {
+			gssize r = recv(linger->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+			if (r == 0 ||
+			    (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+				linger_close(set, linger); /* the peer closed too */
+			else if (r < 0)
+				break;
+		}
 	}
-	return g_get_monotonic_time() < linger->deadline ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+	while (!g_queue_is_empty(&set->lingers) &&
+	       ((ConnLinger *) g_queue_peek_head(&set->lingers))->deadline <= now) {
+		ConnLinger *linger = g_queue_pop_head(&set->lingers);
+
+		linger_close(set, linger);
+		g_free(linger);
+	}
+	/* Closed early: freed here rather than searched for in the queue. */
+	while (!g_queue_is_empty(&set->lingers) &&
+	       ((ConnLinger *) g_queue_peek_head(&set->lingers))->fd < 0)
+		g_free(g_queue_pop_head(&set->lingers));
+	linger_update_ready_time(set);
+	return G_SOURCE_CONTINUE;
 }
 
-static gboolean
-conn_linger_timeout(gpointer data)
-{
-	g_source_destroy(data);
-	return G_SOURCE_REMOVE;
-}
+static GSourceFuncs linger_funcs = {
+	.dispatch = linger_dispatch,
+};
 
 static void
 conn_drain_input(MagpieConn *conn)
 {
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	ConnLinger *linger;
 	int fd;
 
-	if (conn_lingering >= CONN_LINGER_MAX || (fd = dup(conn->fd)) < 0)
+	if (linger_set == NULL) {
+		int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+		if (epfd < 0)
+			return;
+		linger_set = (LingerSet *) g_source_new(&linger_funcs, sizeof(LingerSet));
+		linger_set->epfd = epfd;
+		g_queue_init(&linger_set->lingers);
+		linger_set->epoll_tag = g_source_add_unix_fd(&linger_set->source, epfd, G_IO_IN);
+		g_source_set_static_name(&linger_set->source, "magpie lingering closes");
+		g_source_attach(&linger_set->source, NULL);
+	}
+	if (linger_set->open >= CONN_LINGER_MAX || (fd = dup(conn->fd)) < 0)
 		return;
-	ConnLinger *linger = g_new0(ConnLinger, 1);
+	linger = g_new(ConnLinger, 1);
 	linger->fd = fd;
 	linger->deadline = g_get_monotonic_time() + CONN_LINGER_MS * 1000;
-	conn_lingering++;
-	GSource *watch = g_unix_fd_source_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
-	g_source_set_callback(watch, G_SOURCE_FUNC(conn_linger_cb), linger, conn_linger_free);
-	g_source_attach(watch, NULL);
-	/* The watch may never fire (a silent peer): end it by the deadline. */
-	g_timeout_add_full(G_PRIORITY_DEFAULT, CONN_LINGER_MS, conn_linger_timeout, watch,
-	                   (GDestroyNotify) g_source_unref);
+	ev.data.ptr = linger;
+	if (epoll_ctl(linger_set->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		close(fd);
+		g_free(linger);
+		return;
+	}
+	linger_set->open++;
+	g_queue_push_tail(&linger_set->lingers, linger);
+	linger_update_ready_time(linger_set);
 }
 
 /* The end of the connection: shut the socket down, free the buffers and

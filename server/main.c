@@ -1,5 +1,6 @@
 /* magpied: the Magpie XMPP server. */
 #include <locale.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,6 +163,13 @@ main(int argc, char **argv)
 	};
 
 	setlocale(LC_ALL, "");
+	/* GnuTLS allocates a 16 KB buffer for every record it sends or
+	 * receives, and glibc consolidates its fast bins before serving any
+	 * such large request: on a heap that once held many sessions that
+	 * walk cost up to a fifth of the CPU of a presence broadcast
+	 * (docs/performance.md). Without fast bins, small chunks the thread
+	 * cache does not keep go to the ordinary bins at once instead. */
+	mallopt(M_MXFAST, 0);
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- the Magpie XMPP server");
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &error)) {

@@ -1016,50 +1016,50 @@ magpie_stanza_serialize(MagpieStanza *stanza, const char *stream_ns, GString *ou
 	element_serialize(stanza->root, stream_ns, root_ns_implicit(stanza, stream_ns), out);
 }
 
-gboolean
-magpie_stanza_splice_parts_internal(MagpieStanza *stanza, struct iovec parts[3])
+/* The pieces of a stanza that differs from its spliceable bytes only by
+ * the root's 'to' value: the bytes before the old value, the new value
+ * (unescaped), the bytes after the old value. */
+static void
+splice_layout(MagpieStanza *stanza, struct iovec parts[3])
 {
-	const char *to;
-	gsize to_len;
+	const char *to = magpie_element_get_attr(stanza->root, "to");
 	gsize old_size;
-	const char *old;
+	const char *old = g_bytes_get_data(stanza->spliceable, &old_size);
 
-	if (stanza->bytes != NULL || stanza->spliceable == NULL)
-		return FALSE;
-	to = magpie_element_get_attr(stanza->root, "to");
-	if (to == NULL)
-		return FALSE;
-	to_len = strlen(to);
-	for (gsize i = 0; i < to_len; i++) {
-		if (escape_class[(guchar) to[i]] >= 1)
-			return FALSE; /* written escaped: splice_to() */
-	}
-	old = g_bytes_get_data(stanza->spliceable, &old_size);
 	parts[0].iov_base = (void *) old;
 	parts[0].iov_len = stanza->to_off;
 	parts[1].iov_base = (void *) to;
-	parts[1].iov_len = to_len;
+	parts[1].iov_len = strlen(to);
 	parts[2].iov_base = (void *) (old + stanza->to_off + stanza->to_len);
 	parts[2].iov_len = old_size - stanza->to_off - stanza->to_len;
+}
+
+gboolean
+magpie_stanza_splice_parts_internal(MagpieStanza *stanza, struct iovec parts[3])
+{
+	if (stanza->bytes != NULL || stanza->spliceable == NULL)
+		return FALSE;
+	splice_layout(stanza, parts);
+	for (gsize i = 0; i < parts[1].iov_len; i++) {
+		if (escape_class[((const guchar *) parts[1].iov_base)[i]] >= 1)
+			return FALSE; /* written escaped: splice_to() */
+	}
 	return TRUE;
 }
 
-/* The bytes of a stanza that differs from its spliceable bytes only by
- * the root's 'to' value. */
 static GBytes *
 splice_to(MagpieStanza *stanza)
 {
-	const char *to = magpie_element_get_attr(stanza->root, "to");
-	gsize to_len = strlen(to);
-	gsize old_size;
-	const char *old = g_bytes_get_data(stanza->spliceable, &old_size);
-	gsize tail = old_size - stanza->to_off - stanza->to_len;
-	gsize size = stanza->to_off + escaped_size(to, to_len, 1) + tail;
-	char *buf = g_malloc(size);
-	char *p = write_bytes(buf, old, stanza->to_off);
+	struct iovec parts[3];
 
-	p = write_escaped(p, to, to_len, 1);
-	p = write_bytes(p, old + stanza->to_off + stanza->to_len, tail);
+	splice_layout(stanza, parts);
+	gsize size = parts[0].iov_len + escaped_size(parts[1].iov_base, parts[1].iov_len, 1) +
+	             parts[2].iov_len;
+	char *buf = g_malloc(size);
+	char *p = write_bytes(buf, parts[0].iov_base, parts[0].iov_len);
+
+	p = write_escaped(p, parts[1].iov_base, parts[1].iov_len, 1);
+	p = write_bytes(p, parts[2].iov_base, parts[2].iov_len);
 	g_assert(p == buf + size);
 	stanza->bytes = g_bytes_new_take(buf, size);
 	return stanza->bytes;

@@ -1190,6 +1190,15 @@ conn_queued(MagpieConn *conn, gsize size)
 	conn_queue(conn);
 }
 
+static void
+gather(char *dst, const struct iovec *parts, guint n_parts)
+{
+	for (guint i = 0; i < n_parts; i++) {
+		memcpy(dst, parts[i].iov_base, parts[i].iov_len);
+		dst += parts[i].iov_len;
+	}
+}
+
 void
 magpie_conn_writev(MagpieConn *conn, const struct iovec *parts, guint n_parts)
 {
@@ -1203,22 +1212,12 @@ magpie_conn_writev(MagpieConn *conn, const struct iovec *parts, guint n_parts)
 	if (size == 0 || conn->dead)
 		return;
 	if (size <= OUT_BUF_SIZE) {
-		char *p = outq_reserve(&conn->output, size);
-
-		for (guint i = 0; i < n_parts; i++) {
-			memcpy(p, parts[i].iov_base, parts[i].iov_len);
-			p += parts[i].iov_len;
-		}
+		gather(outq_reserve(&conn->output, size), parts, n_parts);
 	} else {
 		char *data = g_malloc(size);
-		char *p = data;
-		OutItem *item;
+		OutItem *item = outq_push(&conn->output);
 
-		for (guint i = 0; i < n_parts; i++) {
-			memcpy(p, parts[i].iov_base, parts[i].iov_len);
-			p += parts[i].iov_len;
-		}
-		item = outq_push(&conn->output);
+		gather(data, parts, n_parts);
 		item->bytes = g_bytes_new_take(data, size);
 	}
 	conn_queued(conn, size);

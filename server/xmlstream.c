@@ -25,7 +25,7 @@
 /* libxml2 gives a push context an input buffer of twice this (default
  * 4096, so 8 KiB of a 16 KiB context). Stanzas are mostly well under
  * 1 KiB and the buffer grows when one is not; a c2s stream keeps its
- * context until it has been silent for 5-10 s, so after a login burst
+ * context until it has been silent for 5-8 s, so after a login burst
  * thousands are alive. */
 #define INPUT_BUFFER_SIZE 1024
 
@@ -326,6 +326,15 @@ xs_on_start_element(void *ctx, const xmlChar *localname, const xmlChar *prefix, 
 	xs->depth++;
 }
 
+/* The peer closed the stream (</stream:stream>). */
+static void
+xs_stream_ended(MagpieXmlStream *xs)
+{
+	xs->depth = 0;
+	if (xs->cb.stream_end != NULL)
+		xs->cb.stream_end(xs->user_data);
+}
+
 static void
 xs_on_end_element(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri)
 {
@@ -335,9 +344,7 @@ xs_on_end_element(void *ctx, const xmlChar *localname, const xmlChar *prefix, co
 	if (!xs_event(xs))
 		return;
 	if (xs->depth == 1) {
-		xs->depth = 0;
-		if (xs->cb.stream_end != NULL)
-			xs->cb.stream_end(xs->user_data);
+		xs_stream_ended(xs);
 		return;
 	}
 	xs_flush_text(xs);
@@ -638,10 +645,8 @@ magpie_xml_stream_feed(MagpieXmlStream *xs, const char *data, gsize len)
 		/* The usual last bytes of an idle stream: end it without
 		 * rebuilding a context (about 10 KiB each, all at once when a
 		 * whole population of clients disconnects). */
-		xs->depth = 0;
 		xs->in_parse = TRUE;
-		if (xs->cb.stream_end != NULL)
-			xs->cb.stream_end(xs->user_data);
+		xs_stream_ended(xs);
 		xs->in_parse = FALSE;
 		return len;
 	}

@@ -905,30 +905,24 @@ test_starttls_injection(void)
 	server_free(srv);
 }
 
+/* Read @total bytes, a slow reader for the first MiB (the server's socket
+ * fills), each piece handed to @check at its offset; then "bye" and the
+ * end of the stream. */
 static void
-client_mixed(Client *c)
+client_read_slowly(Client *c, gsize total,
+                   void (*check)(const char *buf, gsize offset, gsize n, gpointer data),
+                   gpointer data)
 {
-	gboolean tls = GPOINTER_TO_INT(c->data);
-	gsize total = 0;
 	gsize have = 0;
 	g_autofree char *line = NULL;
 
-	if (tls)
-		client_handshake(c, PRIO_TLS13, "example.com", NULL);
-	for (guint i = 0; i < MIXED_WRITES; i++)
-		total += mixed_size(i);
-	client_send_str(c, "MIXED\nBYE\n");
 	while (have < total) {
 		char buf[4096];
 		gssize n = client_recv(c, buf, MIN(sizeof(buf), total - have));
 
 		g_assert_cmpint(n, >, 0);
-		for (gssize k = 0; k < n; k++) {
-			if ((guint8) buf[k] != mixed_byte(have + k))
-				g_error("byte %" G_GSIZE_FORMAT " differs", have + k);
-		}
+		check(buf, have, n, data);
 		have += n;
-		/* A slow reader at first: the server's socket fills. */
 		if (have < (1 << 20) && have % (64 * 1024) < (gsize) n)
 			g_usleep(2000);
 	}
@@ -938,7 +932,53 @@ client_mixed(Client *c)
 }
 
 static void
-run_mixed(gboolean tls)
+check_mixed(const char *buf, gsize offset, gsize n, gpointer data)
+{
+	for (gsize k = 0; k < n; k++) {
+		if ((guint8) buf[k] != mixed_byte(offset + k))
+			g_error("byte %" G_GSIZE_FORMAT " differs", offset + k);
+	}
+}
+
+static void
+client_mixed(Client *c)
+{
+	gsize total = 0;
+
+	if (GPOINTER_TO_INT(c->data))
+		client_handshake(c, PRIO_TLS13, "example.com", NULL);
+	for (guint i = 0; i < MIXED_WRITES; i++)
+		total += mixed_size(i);
+	client_send_str(c, "MIXED\nBYE\n");
+	client_read_slowly(c, total, check_mixed, NULL);
+}
+
+static void
+checksum_piece(const char *buf, gsize offset, gsize n, gpointer data)
+{
+	g_checksum_update(data, (const guchar *) buf, n);
+}
+
+static void
+client_big(Client *c)
+{
+	g_autoptr(GChecksum) got = g_checksum_new(G_CHECKSUM_SHA256);
+	g_autoptr(GChecksum) want = g_checksum_new(G_CHECKSUM_SHA256);
+	g_autoptr(GBytes) chunk = pattern_bytes(64 * 1024, 7);
+
+	if (GPOINTER_TO_INT(c->data))
+		client_handshake(c, PRIO_TLS13, "example.com", NULL);
+	for (guint i = 0; i < 8 * 16; i++)
+		g_checksum_update(want, g_bytes_get_data(chunk, NULL), g_bytes_get_size(chunk));
+	client_send_str(c, "BIG 8\nBYE\n");
+	client_read_slowly(c, 8 << 20, checksum_piece, got);
+	g_assert_cmpstr(g_checksum_get_string(got), ==, g_checksum_get_string(want));
+}
+
+/* @client against a server whose socket buffer is small, so its output
+ * queue fills and drains in many steps. */
+static void
+run_slow_reader(gboolean tls, ClientFunc client)
 {
 	int sfd, cfd;
 	int small = 16384;
@@ -947,7 +987,7 @@ run_mixed(gboolean tls)
 	tcp_pair(&sfd, &cfd);
 	setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	srv = server_new(sfd, tls);
-	run_client(srv, cfd, client_mixed, GINT_TO_POINTER(tls));
+	run_client(srv, cfd, client, GINT_TO_POINTER(tls));
 	g_assert_cmpstr(srv->closed_reason, ==, "connection closed by the server");
 	server_free(srv);
 }
@@ -955,73 +995,25 @@ run_mixed(gboolean tls)
 static void
 test_mixed_writes_tls(void)
 {
-	run_mixed(TRUE);
+	run_slow_reader(TRUE, client_mixed);
 }
 
 static void
 test_mixed_writes_plain(void)
 {
-	run_mixed(FALSE);
-}
-
-static void
-client_big(Client *c)
-{
-	gboolean tls = GPOINTER_TO_INT(c->data);
-	g_autoptr(GChecksum) got = g_checksum_new(G_CHECKSUM_SHA256);
-	g_autoptr(GChecksum) want = g_checksum_new(G_CHECKSUM_SHA256);
-	g_autoptr(GBytes) chunk = pattern_bytes(64 * 1024, 7);
-	const gsize total = 8 << 20;
-	gsize have = 0;
-	g_autofree char *line = NULL;
-
-	if (tls)
-		client_handshake(c, PRIO_TLS13, "example.com", NULL);
-	for (guint i = 0; i < 8 * 16; i++)
-		g_checksum_update(want, g_bytes_get_data(chunk, NULL), g_bytes_get_size(chunk));
-	client_send_str(c, "BIG 8\nBYE\n");
-	while (have < total) {
-		char buf[4096];
-		gssize n = client_recv(c, buf, MIN(sizeof(buf), total - have));
-
-		g_assert_cmpint(n, >, 0);
-		g_checksum_update(got, (const guchar *) buf, n);
-		have += n;
-		/* A slow reader for the first MiB: the server's socket fills. */
-		if (have < (1 << 20) && have % (64 * 1024) < (gsize) n)
-			g_usleep(2000);
-	}
-	g_assert_cmpstr(g_checksum_get_string(got), ==, g_checksum_get_string(want));
-	line = client_read_line(c);
-	g_assert_cmpstr(line, ==, "bye");
-	client_expect_eof(c);
-}
-
-static void
-run_big(gboolean tls)
-{
-	int sfd, cfd;
-	int small = 16384;
-	Server *srv;
-
-	tcp_pair(&sfd, &cfd);
-	setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-	srv = server_new(sfd, tls);
-	run_client(srv, cfd, client_big, GINT_TO_POINTER(tls));
-	g_assert_cmpstr(srv->closed_reason, ==, "connection closed by the server");
-	server_free(srv);
+	run_slow_reader(FALSE, client_mixed);
 }
 
 static void
 test_big_write_tls(void)
 {
-	run_big(TRUE);
+	run_slow_reader(TRUE, client_big);
 }
 
 static void
 test_big_write_plain(void)
 {
-	run_big(FALSE);
+	run_slow_reader(FALSE, client_big);
 }
 
 typedef struct {
